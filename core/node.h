@@ -1,0 +1,75 @@
+// Node and Context: what a node author implements and what the runtime hands it on each call.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/contract.h"
+#include "core/packet.h"
+#include "core/params.h"
+
+namespace omni {
+
+// What process() tells the runtime.
+enum class Flow {
+  kContinue,  // call me again (sources) / keep feeding me (others)
+  kDone,      // this node is finished: its outputs close after close() runs
+};
+
+// The runtime's view of one node invocation. Implemented by the graph runtime; tests may fake it.
+// Ports are addressed by name or by their index in the node's Contract (faster).
+class Context {
+ public:
+  virtual ~Context() = default;
+
+  virtual const std::string& node_name() const = 0;
+  virtual const Params& params() const = 0;
+
+  // Timestamp of the input set being processed (unset for sources and in open/close).
+  virtual Timestamp timestamp() const = 0;
+  // Input packet at timestamp() on that port; an empty Packet if the port has none there.
+  virtual const Packet& input(int port) const = 0;
+  const Packet& input(std::string_view port) const { return input(input_port(port)); }
+  // True once the input will deliver no more packets.
+  virtual bool input_done(int port) const = 0;
+
+  // Emits a packet. Its timestamp must be strictly greater than the last one on this output and
+  // not below the output's bound; violations throw an Error naming the node and port.
+  virtual void emit(int port, Packet p) = 0;
+  void emit(std::string_view port, Packet p) { emit(output_port(port), std::move(p)); }
+  template <class T>
+  void emit(std::string_view port, T value, Timestamp ts) {
+    emit(output_port(port), make_packet<T>(std::move(value), ts));
+  }
+  // Promises no packet below `ts` on this output, so sync consumers need not wait for one.
+  virtual void set_bound(int port, Timestamp ts) = 0;
+  void set_bound(std::string_view port, Timestamp ts) { set_bound(output_port(port), ts); }
+  // Closes one output early (the rest close when the node finishes).
+  virtual void close_output(int port) = 0;
+
+  // Adds to a named counter reported in the node's stats (damaged packets, truncations, ...).
+  virtual void count(std::string_view counter, int64_t delta = 1) = 0;
+  // A warning attributed to this node (printed once per distinct message, kept in stats).
+  virtual void warn(std::string_view message) = 0;
+  // True once the graph is stopping (cancel or error elsewhere): long loops should return.
+  virtual bool stop_requested() const = 0;
+
+  // Index of a port by name; throws Error naming the node and the known ports.
+  virtual int input_port(std::string_view name) const = 0;
+  virtual int output_port(std::string_view name) const = 0;
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  // Called once before any process(); read params here. May emit (e.g. header packets).
+  virtual void open(Context&) {}
+  // Sources: produce some output and return kDone when finished. Others: consume the input set.
+  virtual Flow process(Context& ctx) = 0;
+  // Called once after the inputs are done (or the node returned kDone); may emit final packets.
+  // Not called if open() threw.
+  virtual void close(Context&) {}
+};
+
+}  // namespace omni

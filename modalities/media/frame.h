@@ -1,0 +1,20 @@
+// Frame: one decoded RGB 8-bit picture with its media timestamp.
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+
+#include <cstdint>
+
+#include "core/type_name.h"
+
+namespace omni {
+
+struct Frame {
+  cv::Mat rgb;           // CV_8UC3, RGB order, upright (rotation metadata already applied)
+  int64_t pts_us = 0;    // presentation time in microseconds (equals the packet timestamp)
+  int64_t index = 0;     // index among emitted frames of its stream
+};
+
+}  // namespace omni
+
+OMNI_TYPE_NAME(omni::Frame, "Frame");
