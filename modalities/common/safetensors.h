@@ -1,0 +1,38 @@
+// safetensors reading (memory-mapped, strictly validated) and writing (DESIGN.md section 4).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace omni {
+
+using TensorMap = std::map<std::string, at::Tensor>;
+
+// A validated, memory-mapped safetensors file. Tensors returned by get() are zero-copy views of
+// the mapping and keep it alive. Every malformed file gives an InputError naming the file and the
+// problem: header size bound, JSON well-formed, known dtype, shape x dtype size == byte range,
+// ranges inside the file and not overlapping.
+class SafeTensorsFile {
+ public:
+  static std::shared_ptr<SafeTensorsFile> open(const std::string& path);
+  virtual ~SafeTensorsFile() = default;
+
+  virtual const std::string& path() const = 0;
+  virtual std::vector<std::string> names() const = 0;  // sorted
+  virtual bool contains(const std::string& name) const = 0;
+  virtual at::Tensor get(const std::string& name) const = 0;  // throws InputError if absent
+  virtual std::vector<int64_t> shape(const std::string& name) const = 0;
+  virtual const std::map<std::string, std::string>& metadata() const = 0;
+  TensorMap all() const;
+};
+
+// Writes tensors (made contiguous, on CPU) with optional string metadata (__metadata__).
+void save_safetensors(const std::string& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace omni
