@@ -1,0 +1,195 @@
+#include "examples/shapes_voices/pipeline.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/graph.h"
+#include "examples/shapes_voices/task.h"
+#include "fusion/fused_sequence.h"
+#include "fusion/nodes.h"
+#include "modalities/audio/nodes.h"
+#include "modalities/common/nodes.h"
+#include "modalities/common/safetensors.h"
+#include "modalities/image/nodes.h"
+#include "modalities/media/nodes.h"
+#include "modalities/media/probe.h"
+#include "modalities/text/nodes.h"
+
+namespace fs = std::filesystem;
+
+namespace omni::demo {
+
+const Registry& demo_registry() {
+  static const Registry registry = [] {
+    Registry r;
+    register_core_nodes(r);
+    register_common_nodes(r);
+    register_media_nodes(r);
+    register_text_nodes(r);
+    register_image_nodes(r);
+    register_audio_nodes(r);
+    register_fusion_nodes(r);
+    return r;
+  }();
+  return registry;
+}
+
+namespace {
+
+std::map<std::string, ParamValue> source_params(const std::string& path, const DemoConfig& c,
+                                                bool audio) {
+  return {{"path", path},
+          {"fps", c.fps},
+          {"audio", audio},
+          {"audio_rate", int64_t{16000}},
+          {"audio_channels", int64_t{1}}};
+}
+
+std::map<std::string, ParamValue> preprocess_params(const DemoConfig& c) {
+  return {{"mode", c.preprocess_mode}, {"size", c.image_size}};
+}
+
+bool has_audio_stream(const std::string& path) {
+  const auto probe = probe_media(path);
+  for (const auto& s : probe.value("streams", nlohmann::json::array()))
+    if (s.value("type", "") == "audio") return true;
+  return false;
+}
+
+}  // namespace
+
+ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
+  const bool audio = has_audio_stream(path);
+  GraphBuilder b("extract");
+  b.add("src", "MediaSource", source_params(path, config, audio))
+      .add("pre", "ImagePreprocess", preprocess_params(config))
+      .connect("src.video", "pre.in")
+      .output("pre.out");
+  if (audio)
+    b.add("mel", "LogMel", {{"n_mels", config.n_mels}})
+        .connect("src.audio", "mel.in")
+        .output("mel.out");
+  auto graph = b.build(demo_registry());
+  ClipTensors t;
+  std::mutex mu;
+  graph->observe("pre.out", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    t.frames.push_back(p.get<at::Tensor>());
+    t.frame_us.push_back(p.timestamp().us());
+  });
+  if (audio)
+    graph->observe("mel.out", [&](const Packet& p) {
+      std::lock_guard lock(mu);
+      t.mels.push_back(p.get<at::Tensor>());
+      t.mel_us.push_back(p.timestamp().us());
+    });
+  RunOptions ro;
+  ro.workers = 2;
+  graph->run(ro);
+  return t;
+}
+
+std::string default_model_dir() {
+  if (fs::exists("models/shapes_voices/config.json")) return "models/shapes_voices";
+  return std::string(OMNI_DEMO_SOURCE_DIR) + "/models/shapes_voices";
+}
+
+Asker::Asker(const std::string& model_dir, const std::string& device) : device_(device) {
+  const fs::path dir(model_dir);
+  config_ = DemoConfig::load((dir / "config.json").string());
+  weights_ = (dir / "model.safetensors").string();
+  // Validate the weights file up front so a damaged one is reported before any media work.
+  if (!fs::exists(weights_)) throw InputError("model weights '" + weights_ + "' do not exist");
+  SafeTensorsFile::open(weights_);
+}
+
+AskResult Asker::ask(const std::string& clip, const std::string& question) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int q = question_index(question);
+  if (q < 0) throw InputError("unknown question \"" + question + "\"");
+  AskResult r;
+  r.has_audio = has_audio_stream(clip);
+  if (kQuestionNeedsAudio[size_t(q)] && !r.has_audio)
+    throw InputError("'" + clip + "' has no audio track, so \"" + kQuestionText[size_t(q)] +
+                     "\" cannot be answered (the question needs the spoken word)");
+  const DemoConfig& c = config_;
+  GraphBuilder b("ask");
+  b.add("src", "MediaSource", source_params(clip, c, r.has_audio))
+      .add("pre", "ImagePreprocess", preprocess_params(c))
+      .add("vision", "ImageEncoder",
+           {{"image_size", c.image_size},
+            {"patch_size", c.patch_size},
+            {"width", c.vit_width},
+            {"depth", c.vit_depth},
+            {"heads", c.vit_heads},
+            {"merge", c.merge},
+            {"out_dim", c.dim},
+            {"weights", weights_},
+            {"prefix", std::string(kVisionPrefix)},
+            {"modality", std::string("video")},
+            {"batch", int64_t{8}},
+            {"stream", std::string("clip/video")},
+            {"device", device_}})
+      .add("question", "TextSource", {{"text", std::string(kQuestionText[size_t(q)])}})
+      .add("tokenize", "Tokenizer", {{"tokenizer", std::string("byte")}})
+      .add("seq", "UnifiedSequencer", {})
+      .add("generate", "Generate",
+           {{"dim", c.dim},
+            {"layers", c.layers},
+            {"heads", c.heads},
+            {"kv_heads", c.kv_heads},
+            {"ffn", c.ffn},
+            {"weights", weights_},
+            {"prefix", std::string(kFusionPrefix)},
+            {"max_new_tokens", c.max_answer_tokens},
+            {"device", device_}})
+      .connect("src.video", "pre.in")
+      .connect("pre.out", "vision.image")
+      .connect("vision.tokens", "seq.video")
+      .connect("question.text", "tokenize.text")
+      .connect("tokenize.tokens", "seq.text")
+      .connect("seq.sequence", "generate.sequence")
+      .output("generate.text")
+      .output("seq.sequence");
+  if (r.has_audio)
+    b.add("mel", "LogMel", {{"n_mels", c.n_mels}})
+        .add("audio", "AudioEncoder",
+             {{"n_mels", c.n_mels},
+              {"width", c.audio_width},
+              {"depth", c.audio_depth},
+              {"heads", c.audio_heads},
+              {"out_dim", c.dim},
+              {"weights", weights_},
+              {"prefix", std::string(kAudioPrefix)},
+              {"stream", std::string("clip/audio")},
+              {"device", device_}})
+        .connect("src.audio", "mel.in")
+        .connect("mel.out", "audio.mel")
+        .connect("audio.tokens", "seq.audio");
+  auto graph = b.build(demo_registry());
+  std::mutex mu;
+  int answers = 0;
+  graph->observe("generate.text", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    r.answer = p.get<std::string>();
+    ++answers;
+  });
+  graph->observe("seq.sequence", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    for (const auto& [k, v] : p.get<FusedSequence>().tokens) r.tokens[k] += v;
+  });
+  RunOptions ro;
+  ro.workers = 2;
+  graph->run(ro);
+  if (answers != 1)
+    throw RunError("ask graph on '" + clip + "' produced " + std::to_string(answers) +
+                   " answers (expected exactly one)");
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace omni::demo
