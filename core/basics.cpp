@@ -42,19 +42,24 @@ void Packet::throw_type_error(const TypeId& wanted) const {
     throw TypeError("packet is empty (timestamp " + ts_.to_string() + "), but was read as " +
                     wanted.name);
   }
-  throw TypeError("packet at " + ts_.to_string() + " holds " + type_->name +
-                  ", but was read as " + wanted.name);
+  throw TypeError("packet at " + ts_.to_string() + " holds " + type_->name + ", but was read as " +
+                  wanted.name);
 }
 
 // ---- params ----
 
 const char* param_type_name(ParamType t) {
   switch (t) {
-    case ParamType::kBool: return "bool";
-    case ParamType::kInt: return "int64";
-    case ParamType::kDouble: return "double";
-    case ParamType::kString: return "string";
-    case ParamType::kStringList: return "list<string>";
+    case ParamType::kBool:
+      return "bool";
+    case ParamType::kInt:
+      return "int64";
+    case ParamType::kDouble:
+      return "double";
+    case ParamType::kString:
+      return "string";
+    case ParamType::kStringList:
+      return "list<string>";
   }
   return "?";
 }
@@ -79,8 +84,10 @@ static std::string quote_if_needed(const std::string& s) {
 
 std::string param_to_string(const ParamValue& v) {
   switch (param_type_of(v)) {
-    case ParamType::kBool: return std::get<bool>(v) ? "true" : "false";
-    case ParamType::kInt: return std::to_string(std::get<int64_t>(v));
+    case ParamType::kBool:
+      return std::get<bool>(v) ? "true" : "false";
+    case ParamType::kInt:
+      return std::to_string(std::get<int64_t>(v));
     case ParamType::kDouble: {
       std::ostringstream os;
       os.precision(17);
@@ -89,7 +96,8 @@ std::string param_to_string(const ParamValue& v) {
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
       return s;
     }
-    case ParamType::kString: return quote_if_needed(std::get<std::string>(v));
+    case ParamType::kString:
+      return quote_if_needed(std::get<std::string>(v));
     case ParamType::kStringList: {
       std::string s = "[";
       const auto& l = std::get<StringList>(v);
@@ -189,9 +197,7 @@ void Params::throw_wrong_type(const std::string& name, const ParamValue& v) cons
 
 // ---- contract ----
 
-const char* policy_name(InputPolicy p) {
-  return p == InputPolicy::kSync ? "sync" : "immediate";
-}
+const char* policy_name(InputPolicy p) { return p == InputPolicy::kSync ? "sync" : "immediate"; }
 
 int Contract::input_index(const std::string& name) const {
   for (size_t i = 0; i < inputs_.size(); ++i)
@@ -225,8 +231,8 @@ const NodeType& Registry::get(const std::string& name) const {
   if (it != types_.end()) return it->second;
   std::string known;
   for (const auto& [k, v] : types_) known += (known.empty() ? "" : ", ") + k;
-  throw ConfigError("unknown node type '" + name + "'; known types: " +
-                    (known.empty() ? "(none registered)" : known));
+  throw ConfigError("unknown node type '" + name +
+                    "'; known types: " + (known.empty() ? "(none registered)" : known));
 }
 
 std::vector<std::string> Registry::names() const {

@@ -19,23 +19,25 @@ void sleep_us(int64_t us, const Context& ctx) {
   while (!ctx.stop_requested()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= end) break;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-        end - now, std::chrono::milliseconds(10)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(10)));
   }
 }
 }  // namespace
 
 Contract CountingSource::contract() {
   return Contract()
-      .doc("Emits `count` int64 packets: value start + i*step at timestamp ts_start_us + "
-           "i*ts_step_us.")
+      .doc(
+          "Emits `count` int64 packets: value start + i*step at timestamp ts_start_us + "
+          "i*ts_step_us.")
       .output<int64_t>("out", "the counter")
       .param("count", int64_t{10}, "number of packets to emit (-1: until cancelled)")
       .param("start", int64_t{0}, "first value")
       .param("step", int64_t{1}, "value increment")
       .param("ts_start_us", int64_t{0}, "timestamp of the first packet (us)")
       .param("ts_step_us", int64_t{1}, "timestamp increment per packet (us, >= 1)")
-      .param("interval_us", int64_t{0}, "real-time pause between packets (us; 0 = as fast as possible)")
+      .param("interval_us", int64_t{0},
+             "real-time pause between packets (us; 0 = as fast as possible)")
       .param("burst", int64_t{1}, "packets emitted per process() call")
       .param("skip_every", int64_t{0},
              "if > 0, skip every n-th packet (advancing the bound instead of emitting)");
@@ -87,9 +89,10 @@ Flow PassThrough::process(Context& ctx) {
 
 Contract Merge::contract() {
   Contract c;
-  c.doc("Timestamp-aligned merge of up to 8 streams: at each timestamp where any input has a "
-        "packet, forwards the packet of the lowest-numbered input that has one (the others are "
-        "counted as 'shadowed').");
+  c.doc(
+      "Timestamp-aligned merge of up to 8 streams: at each timestamp where any input has a "
+      "packet, forwards the packet of the lowest-numbered input that has one (the others are "
+      "counted as 'shadowed').");
   for (int i = 0; i < kInputs; ++i)
     c.optional_input<AnyType>("in" + std::to_string(i), "optional input");
   c.output<AnyType>("out", "merged stream, strictly increasing timestamps");
@@ -112,8 +115,9 @@ Flow Merge::process(Context& ctx) {
 
 Contract Zip::contract() {
   Contract c;
-  c.doc("Timestamp-aligned zip of up to 8 streams: emits a PacketSet with every input's packet "
-        "at each timestamp (missing ones empty).");
+  c.doc(
+      "Timestamp-aligned zip of up to 8 streams: emits a PacketSet with every input's packet "
+      "at each timestamp (missing ones empty).");
   for (int i = 0; i < kInputs; ++i)
     c.optional_input<AnyType>("in" + std::to_string(i), "optional input");
   c.output<PacketSet>("out", "the packets of all inputs at one timestamp");
@@ -142,8 +146,9 @@ Flow Zip::process(Context& ctx) {
 
 Contract JsonlWriter::contract() {
   return Contract()
-      .doc("Writes one JSON line per packet: {\"stream\": \"node.port\", \"ts_us\": T, "
-           "\"payload\": ...}; payloads use the JSON encoders modules register.")
+      .doc(
+          "Writes one JSON line per packet: {\"stream\": \"node.port\", \"ts_us\": T, "
+          "\"payload\": ...}; payloads use the JSON encoders modules register.")
       .input<AnyType>("in", "any stream")
       .param("path", "-", "output file ('-' = standard output)")
       .param("stream", "", "stream label written in each line (default: the connected node.port)")

@@ -28,9 +28,12 @@ namespace omni {
 
 const char* overflow_name(Overflow o) {
   switch (o) {
-    case Overflow::kBlock: return "block";
-    case Overflow::kDropOldest: return "drop_oldest";
-    case Overflow::kDropNewest: return "drop_newest";
+    case Overflow::kBlock:
+      return "block";
+    case Overflow::kDropOldest:
+      return "drop_oldest";
+    case Overflow::kDropNewest:
+      return "drop_newest";
   }
   return "?";
 }
@@ -113,7 +116,7 @@ struct NodeState {
   Call call;                    // reused by non-reentrant nodes
   uint64_t next_seq = 0, next_commit = 0;
   std::map<uint64_t, std::unique_ptr<Call>> finished;  // reentrant calls waiting to commit
-  Timestamp last_ts;                                    // last input timestamp dispatched
+  Timestamp last_ts;                                   // last input timestamp dispatched
   // stats
   int64_t calls = 0;
   std::vector<int64_t> packets_out;
@@ -333,13 +336,17 @@ void Runtime::push(EdgeState& e, const Packet& p) {
     e.queue.push_back(p);
   } else {
     switch (e.def.options.overflow) {
-      case Overflow::kBlock: e.overflow.push_back(p); break;
+      case Overflow::kBlock:
+        e.overflow.push_back(p);
+        break;
       case Overflow::kDropOldest:
         e.queue.pop_front();
         e.queue.push_back(p);
         e.dropped++;
         break;
-      case Overflow::kDropNewest: e.dropped++; break;
+      case Overflow::kDropNewest:
+        e.dropped++;
+        break;
     }
   }
   e.high_water = std::max<int64_t>(e.high_water, static_cast<int64_t>(e.queue.size()));
@@ -414,8 +421,12 @@ void Runtime::fail(const std::string& message) {
 std::string Runtime::describe_failure(const NodeState& n, const Call& c, const std::string& what) {
   std::string where;
   switch (c.kind) {
-    case CallKind::kOpen: where = "in open()"; break;
-    case CallKind::kClose: where = "in close()"; break;
+    case CallKind::kOpen:
+      where = "in open()";
+      break;
+    case CallKind::kClose:
+      where = "in close()";
+      break;
     case CallKind::kProcess:
       where = c.ts.is_set() ? "in process() at timestamp " + c.ts.to_string()
                             : "in process() (source; last emitted timestamp " +
@@ -489,8 +500,8 @@ std::string Runtime::queue_report() {
   for (const auto& e : edges) {
     const NodeState& from = *nodes[e.def.from_node];
     const NodeState& to = *nodes[e.def.to_node];
-    s += "\n  " + from.def.name + "." + from.def.contract.outputs()[e.def.from_port].name +
-         " -> " + to.def.name + "." + to.def.contract.inputs()[e.def.to_port].name + ": " +
+    s += "\n  " + from.def.name + "." + from.def.contract.outputs()[e.def.from_port].name + " -> " +
+         to.def.name + "." + to.def.contract.inputs()[e.def.to_port].name + ": " +
          std::to_string(e.queue.size()) + "/" + std::to_string(e.def.options.capacity) +
          " queued (" + overflow_name(e.def.options.overflow) + ")";
     if (!e.queue.empty()) s += ", oldest " + e.queue.front().timestamp().to_string();
@@ -552,7 +563,7 @@ void Runtime::worker(int tid) {
       owned->inputs.resize(n.in_edge.size());
       c = owned.get();
     }
-    c->kind = a == Action::kOpen ? CallKind::kOpen
+    c->kind = a == Action::kOpen    ? CallKind::kOpen
               : a == Action::kClose ? CallKind::kClose
                                     : CallKind::kProcess;
     c->ts = a == Action::kProcess && !n.in_edge.empty() ? ts : Timestamp::unset();
@@ -791,12 +802,14 @@ Graph::~Graph() {
 
 void Graph::observe(const std::string& stream, std::function<void(const Packet&)> callback) {
   auto cb = std::make_shared<std::function<void(const Packet&)>>(std::move(callback));
-  impl_->add_sink(stream, "observe", [cb] { return std::make_unique<CallbackSink>(*cb); }, 8);
+  impl_->add_sink(
+      stream, "observe", [cb] { return std::make_unique<CallbackSink>(*cb); }, 8);
 }
 
 std::shared_ptr<OutputPoller> Graph::poller(const std::string& stream, int capacity) {
   auto q = std::make_shared<PollerQueue>(static_cast<size_t>(std::max(1, capacity)));
-  impl_->add_sink(stream, "poller", [q] { return std::make_unique<PollerSink>(q); }, 8);
+  impl_->add_sink(
+      stream, "poller", [q] { return std::make_unique<PollerSink>(q); }, 8);
   impl_->pollers.push_back(q);
   return q;
 }
@@ -977,8 +990,8 @@ std::string Graph::to_dot() const {
     const auto& to = g.nodes[e.to_node];
     if (to.internal) continue;
     const auto& op = from.contract.outputs()[e.from_port];
-    std::string label = op.name + " -> " + to.contract.inputs()[e.to_port].name + "\\n" +
-                        esc(op.type.name);
+    std::string label =
+        op.name + " -> " + to.contract.inputs()[e.to_port].name + "\\n" + esc(op.type.name);
     if (e.options.capacity != EdgeOptions{}.capacity || e.options.overflow != Overflow::kBlock)
       label += "\\n[" + std::to_string(e.options.capacity) + ", " +
                overflow_name(e.options.overflow) + "]";

@@ -29,7 +29,7 @@ struct EdgeOptions {
 struct GraphSpec {
   struct NodeSpec {
     std::string name;
-    std::string type;  // registered type name
+    std::string type;                          // registered type name
     std::map<std::string, ParamValue> params;  // only the ones set explicitly
     std::optional<InputPolicy> policy;
     std::string where;  // "file.yaml:12:5" for error messages, empty when built in C++
@@ -51,8 +51,8 @@ struct NodeStats {
   std::string name, type;
   std::map<std::string, int64_t> packets_out;  // per output port
   int64_t calls = 0;
-  double p50_us = 0, p99_us = 0, max_us = 0;  // process() time
-  int64_t dropped = 0;                        // drops on this node's input edges
+  double p50_us = 0, p99_us = 0, max_us = 0;        // process() time
+  int64_t dropped = 0;                              // drops on this node's input edges
   std::map<std::string, int64_t> queue_high_water;  // per input port
   std::map<std::string, int64_t> counters;          // Context::count()
   std::vector<std::string> warnings;
@@ -64,8 +64,8 @@ struct GraphStats {
 };
 
 struct RunOptions {
-  int workers = 0;              // 0: hardware concurrency
-  std::string trace_path;       // Chrome-trace JSON written here when non-empty
+  int workers = 0;                                 // 0: hardware concurrency
+  std::string trace_path;                          // Chrome-trace JSON written here when non-empty
   std::chrono::milliseconds deadlock_grace{2000};  // all-blocked time before reporting deadlock
 };
 
@@ -89,8 +89,9 @@ class GraphBuilder {
   // By C++ class with `static Contract contract()` (no registry needed).
   template <class N>
   GraphBuilder& add(const std::string& name, std::map<std::string, ParamValue> params = {}) {
-    return add_type(name, NodeType{demangle(typeid(N).name()), N::contract(),
-                                   [] { return std::unique_ptr<Node>(new N()); }},
+    return add_type(name,
+                    NodeType{demangle(typeid(N).name()), N::contract(),
+                             [] { return std::unique_ptr<Node>(new N()); }},
                     std::move(params));
   }
   // A node instance made by the caller (for tests and programs that hold state in a node).

@@ -125,8 +125,7 @@ GraphBuilder& GraphBuilder::policy(const std::string& node, InputPolicy p) {
   throw ConfigError("policy(): unknown node '" + node + "'");
 }
 
-GraphBuilder& GraphBuilder::connect(const std::string& from, const std::string& to,
-                                    EdgeOptions o) {
+GraphBuilder& GraphBuilder::connect(const std::string& from, const std::string& to, EdgeOptions o) {
   impl_->spec.edges.push_back({from, to, o, ""});
   return *this;
 }
@@ -183,7 +182,8 @@ std::unique_ptr<Graph> GraphBuilder::build(const Registry& registry) const {
     }
     for (const auto& ps : rn.contract.params()) {
       auto it = ns.params.find(ps.name);
-      rn.params.set(ps.name, it == ns.params.end() ? ps.default_value : coerce(ps, it->second, ctx));
+      rn.params.set(ps.name,
+                    it == ns.params.end() ? ps.default_value : coerce(ps, it->second, ctx));
     }
     index[ns.name] = static_cast<int>(g.nodes.size());
     g.nodes.push_back(std::move(rn));

@@ -60,8 +60,9 @@ ParamValue yaml_param(const std::string& file, const YAML::Node& v, const ParamS
     StringList l;
     for (const auto& item : v) l.push_back(scalar(file, item, "a list item"));
     if (spec && spec->type != ParamType::kStringList) {
-      fail_at(file, v, ctx + "parameter '" + spec->name + "' expects " +
-                           param_type_name(spec->type) + ", got a list");
+      fail_at(file, v,
+              ctx + "parameter '" + spec->name + "' expects " + param_type_name(spec->type) +
+                  ", got a list");
     }
     return l;
   }
@@ -70,8 +71,9 @@ ParamValue yaml_param(const std::string& file, const YAML::Node& v, const ParamS
   try {
     return parse_param(spec->type, v.Scalar());
   } catch (const ConfigError&) {
-    fail_at(file, v, ctx + "parameter '" + spec->name + "' expects " +
-                         param_type_name(spec->type) + ", got '" + v.Scalar() + "'");
+    fail_at(file, v,
+            ctx + "parameter '" + spec->name + "' expects " + param_type_name(spec->type) +
+                ", got '" + v.Scalar() + "'");
   }
 }
 
@@ -176,12 +178,13 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
             const ParamSpec* ps = c.find_param(pname);
             const std::string ctx = "node '" + ns.name + "' (" + ns.type + "): ";
             if (!ps)
-              fail_at(file, kv.first, ctx + "unknown parameter '" + pname + "'; " + known_params(c));
+              fail_at(file, kv.first,
+                      ctx + "unknown parameter '" + pname + "'; " + known_params(c));
             ns.params[pname] = yaml_param(file, kv.second, ps, ctx);
           }
           if (!found)
-            fail_at(file, kv.first, "subgraph '" + name + "' has no node '" + key.substr(0, dot) +
-                                        "'");
+            fail_at(file, kv.first,
+                    "subgraph '" + name + "' has no node '" + key.substr(0, dot) + "'");
         }
       }
       for (auto& ns : sub.spec.nodes) out.spec.nodes.push_back(std::move(ns));
@@ -213,9 +216,12 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
     }
     if (n["policy"]) {
       const std::string pol = scalar(file, n["policy"], "policy");
-      if (pol == "sync") ns.policy = InputPolicy::kSync;
-      else if (pol == "immediate") ns.policy = InputPolicy::kImmediate;
-      else fail_at(file, n["policy"], "policy '" + pol + "' is not one of: sync, immediate");
+      if (pol == "sync")
+        ns.policy = InputPolicy::kSync;
+      else if (pol == "immediate")
+        ns.policy = InputPolicy::kImmediate;
+      else
+        fail_at(file, n["policy"], "policy '" + pol + "' is not one of: sync, immediate");
     }
     out.spec.nodes.push_back(std::move(ns));
   }
@@ -236,8 +242,9 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
       if (it == sg->second.outputs.end()) {
         std::string known;
         for (const auto& [k, v] : sg->second.outputs) known += (known.empty() ? "" : ", ") + k;
-        fail_at(file, at, "subgraph '" + np.first + "' exposes no output '" + np.second +
-                              "'; outputs: " + (known.empty() ? "none" : known));
+        fail_at(file, at,
+                "subgraph '" + np.first + "' exposes no output '" + np.second +
+                    "'; outputs: " + (known.empty() ? "none" : known));
       }
       return {it->second};
     }
@@ -245,8 +252,9 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
     if (it == sg->second.inputs.end()) {
       std::string known;
       for (const auto& [k, v] : sg->second.inputs) known += (known.empty() ? "" : ", ") + k;
-      fail_at(file, at, "subgraph '" + np.first + "' exposes no input '" + np.second +
-                            "'; inputs: " + (known.empty() ? "none" : known));
+      fail_at(file, at,
+              "subgraph '" + np.first + "' exposes no input '" + np.second +
+                  "'; inputs: " + (known.empty() ? "none" : known));
     }
     return it->second;
   };
@@ -263,17 +271,20 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
           o.capacity = static_cast<int>(std::get<int64_t>(
               parse_param(ParamType::kInt, scalar(file, e["capacity"], "capacity"))));
         } catch (const ConfigError&) {
-          fail_at(file, e["capacity"], "capacity expects a positive integer, got '" +
-                                           e["capacity"].Scalar() + "'");
+          fail_at(file, e["capacity"],
+                  "capacity expects a positive integer, got '" + e["capacity"].Scalar() + "'");
         }
         if (o.capacity < 1)
           fail_at(file, e["capacity"], "capacity must be >= 1, got " + std::to_string(o.capacity));
       }
       if (e["overflow"]) {
         const std::string ov = scalar(file, e["overflow"], "overflow");
-        if (ov == "block") o.overflow = Overflow::kBlock;
-        else if (ov == "drop_oldest") o.overflow = Overflow::kDropOldest;
-        else if (ov == "drop_newest") o.overflow = Overflow::kDropNewest;
+        if (ov == "block")
+          o.overflow = Overflow::kBlock;
+        else if (ov == "drop_oldest")
+          o.overflow = Overflow::kDropOldest;
+        else if (ov == "drop_newest")
+          o.overflow = Overflow::kDropNewest;
         else
           fail_at(file, e["overflow"],
                   "overflow '" + ov + "' is not one of: block, drop_oldest, drop_newest");
@@ -326,8 +337,7 @@ void apply_overrides(GraphSpec& spec, const Registry& registry,
                      const std::vector<std::string>& overrides) {
   for (const auto& ov : overrides) {
     const size_t eq = ov.find('=');
-    if (eq == std::string::npos)
-      throw ConfigError("--set '" + ov + "': expected NODE.PARAM=VALUE");
+    if (eq == std::string::npos) throw ConfigError("--set '" + ov + "': expected NODE.PARAM=VALUE");
     const std::string lhs = ov.substr(0, eq), value = ov.substr(eq + 1);
     const size_t dot = lhs.rfind('.');
     if (dot == std::string::npos || dot == 0 || dot + 1 == lhs.size())

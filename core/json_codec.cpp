@@ -15,8 +15,8 @@ struct Table {
 
 template <class T>
 void add_builtin(Table& t) {
-  t.encoders[std::type_index(typeid(T))] = std::make_unique<JsonEncoder>(
-      [](const Packet& p, nlohmann::json& j) { j = p.get<T>(); });
+  t.encoders[std::type_index(typeid(T))] =
+      std::make_unique<JsonEncoder>([](const Packet& p, nlohmann::json& j) { j = p.get<T>(); });
 }
 
 Table& table() {

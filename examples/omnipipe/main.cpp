@@ -76,8 +76,8 @@ int cmd_nodes(const Registry& reg) {
       o["doc"] = c.doc();
       o["inputs"] = nlohmann::json::array();
       for (const auto& p : c.inputs())
-        o["inputs"].push_back({{"name", p.name}, {"type", p.type.name}, {"doc", p.doc},
-                               {"optional", p.optional}});
+        o["inputs"].push_back(
+            {{"name", p.name}, {"type", p.type.name}, {"doc", p.doc}, {"optional", p.optional}});
       o["outputs"] = nlohmann::json::array();
       for (const auto& p : c.outputs())
         o["outputs"].push_back({{"name", p.name}, {"type", p.type.name}, {"doc", p.doc}});
