@@ -33,6 +33,7 @@ struct Options {
   int sample_rate = 16000;
   bool audio = true;
   bool quiet = false;
+  bool skip_existing = false;
 };
 
 // splitmix64: turns (seed, index) into an independent per-clip seed, so clip i is the same
@@ -184,6 +185,9 @@ ClipInfo make_clip(const Options& o, int index, const fs::path& dir) {
   const fs::path mp4 = dir / c.file;
   const fs::path wav = dir / (std::string(name) + ".tmp.wav");
   const fs::path speech = dir / (std::string(name) + ".speech.wav");
+  // Every random draw is made above, so an existing clip's ground truth is known without
+  // encoding it again (used to resume an interrupted run).
+  if (o.skip_existing && fs::exists(mp4) && fs::file_size(mp4) > 0) return c;
   const int total = int(std::lround(o.seconds * o.sample_rate));
   if (o.audio) {
     const std::string cmd = "espeak-ng -v en -s " + std::to_string(c.words_per_minute) + " -p " +
@@ -213,8 +217,11 @@ ClipInfo make_clip(const Options& o, int index, const fs::path& dir) {
   if (o.audio) cmd += "-i " + shell_quote(wav.string()) + " -map 0:v -map 1:a ";
   cmd += "-c:v libx264 -preset medium -crf 23 -pix_fmt yuv420p -threads 1 ";
   if (o.audio) cmd += "-c:a aac -b:a 64k -ar " + std::to_string(o.sample_rate) + " -ac 1 ";
-  cmd += "-fflags +bitexact -flags:v +bitexact -flags:a +bitexact -map_metadata -1 " +
-         shell_quote(mp4.string());
+  // Written under a temporary name and renamed when complete, so an interrupted run never leaves
+  // a truncated clip that --skip-existing would keep.
+  const fs::path part = dir / (std::string(name) + ".part");
+  cmd += "-fflags +bitexact -flags:v +bitexact -flags:a +bitexact -map_metadata -1 -f mp4 " +
+         shell_quote(part.string());
   FILE* pipe = popen(cmd.c_str(), "w");
   if (!pipe) throw omni::InputError("cannot start ffmpeg: " + cmd);
   DetRng pix(noise_seed ^ 0x5DEECE66Dull);
@@ -236,6 +243,7 @@ ClipInfo make_clip(const Options& o, int index, const fs::path& dir) {
   const int rc = pclose(pipe);
   if (o.audio) fs::remove(wav);
   if (rc != 0) throw omni::InputError("ffmpeg failed (" + std::to_string(rc) + "): " + cmd);
+  fs::rename(part, mp4);
   return c;
 }
 
@@ -253,6 +261,8 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--no-audio", [&](int64_t) { o.audio = false; }, "write clips without audio");
   app.add_flag("--quiet", o.quiet, "no progress output");
+  app.add_flag("--skip-existing", o.skip_existing,
+               "keep clips already in --out (resume an interrupted run; the manifest is rewritten)");
   CLI11_PARSE(app, argc, argv);
   if (o.width % 2 || o.height % 2) {
     std::cerr << "make_clips: --width and --height must be even (yuv420p)\n";
