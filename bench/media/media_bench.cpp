@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
       frames = decode(path, threads, false);
       ours.push_back(seconds_since(t0));
       ff.push_back(run_ffmpeg("-threads " + t + " -i '" + path + "' -f null -"));
-      ff_rgb.push_back(run_ffmpeg("-threads " + t + " -i '" + path +
-                                  "' -filter_threads " + t + " -pix_fmt rgb24 -f null -"));
+      ff_rgb.push_back(run_ffmpeg("-threads " + t + " -i '" + path + "' -filter_threads " + t +
+                                  " -pix_fmt rgb24 -f null -"));
     }
     double o = median(ours), f = median(ff), fr = median(ff_rgb);
     std::printf("file %s, %lld frames, threads %d, median of %d\n", path.c_str(),

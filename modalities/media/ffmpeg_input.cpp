@@ -22,7 +22,7 @@ namespace {
 // A crafted file of one of these kinds must not make us read other files or the network.
 const std::set<std::string>& nested_demuxers() {
   static const std::set<std::string> kNames = {
-      "hls", "applehttp", "dash", "concat", "sdp", "rtsp", "rtp", "imf", "tty",
+      "hls",    "applehttp", "dash", "concat", "sdp", "rtsp", "rtp", "imf", "tty",
       "mpjpeg",  // multipart: harmless alone, but only ever used for network streams
   };
   return kNames;
@@ -129,7 +129,8 @@ Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bo
 
   AVDictionary* opts = nullptr;
   av_dict_set(&opts, "protocol_whitelist", policy.allowed_protocols.c_str(), 0);
-  if (!policy.allow_nested) av_dict_set(&opts, "format_whitelist", safe_format_whitelist().c_str(), 0);
+  if (!policy.allow_nested)
+    av_dict_set(&opts, "format_whitelist", safe_format_whitelist().c_str(), 0);
   int ret = avformat_open_input(&ctx_, path.c_str(), nullptr, &opts);
   av_dict_free(&opts);
   if (ret < 0) {

@@ -51,8 +51,8 @@ class Input {
   OpenPolicy policy_;
   std::function<bool()> interrupt_;
   AVFormatContext* ctx_ = nullptr;
-  int (*default_io_open_)(AVFormatContext*, AVIOContext**, const char*, int, AVDictionary**) =
-      nullptr;
+  int (*default_io_open_)(AVFormatContext*, AVIOContext**, const char*, int,
+                          AVDictionary**) = nullptr;
   std::vector<std::string> refused_;
 };
 

@@ -20,10 +20,9 @@ namespace fs = std::filesystem;
 namespace {
 
 bool has_image_extension(const fs::path& p) {
-  static const std::set<std::string> kExt = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib",
-                                             ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-                                             ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr",
-                                             ".pic", ".exr", ".avif"};
+  static const std::set<std::string> kExt = {
+      ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+      ".pbm", ".pnm",  ".pxm", ".jp2", ".sr",  ".ras", ".hdr", ".pic",  ".exr",  ".avif"};
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
   return kExt.count(e) != 0;

@@ -50,12 +50,23 @@ using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
 // The deprecated full-range "J" formats: swscale wants the plain format plus a range flag.
 AVPixelFormat unjpeg(AVPixelFormat f, bool& full_range) {
   switch (f) {
-    case AV_PIX_FMT_YUVJ420P: full_range = true; return AV_PIX_FMT_YUV420P;
-    case AV_PIX_FMT_YUVJ422P: full_range = true; return AV_PIX_FMT_YUV422P;
-    case AV_PIX_FMT_YUVJ444P: full_range = true; return AV_PIX_FMT_YUV444P;
-    case AV_PIX_FMT_YUVJ440P: full_range = true; return AV_PIX_FMT_YUV440P;
-    case AV_PIX_FMT_YUVJ411P: full_range = true; return AV_PIX_FMT_YUV411P;
-    default: return f;
+    case AV_PIX_FMT_YUVJ420P:
+      full_range = true;
+      return AV_PIX_FMT_YUV420P;
+    case AV_PIX_FMT_YUVJ422P:
+      full_range = true;
+      return AV_PIX_FMT_YUV422P;
+    case AV_PIX_FMT_YUVJ444P:
+      full_range = true;
+      return AV_PIX_FMT_YUV444P;
+    case AV_PIX_FMT_YUVJ440P:
+      full_range = true;
+      return AV_PIX_FMT_YUV440P;
+    case AV_PIX_FMT_YUVJ411P:
+      full_range = true;
+      return AV_PIX_FMT_YUV411P;
+    default:
+      return f;
   }
 }
 
@@ -125,16 +136,20 @@ struct MediaReader::Impl {
   }
 
   void validate() {
-    auto bad = [&](const std::string& m) { throw ConfigError("MediaSource '" + opt.path + "': " + m); };
+    auto bad = [&](const std::string& m) {
+      throw ConfigError("MediaSource '" + opt.path + "': " + m);
+    };
     if (opt.fps < 0) bad("fps must be >= 0 (0 = every frame), got " + std::to_string(opt.fps));
     if (opt.max_side < 0) bad("max_side must be >= 0, got " + std::to_string(opt.max_side));
     if (opt.audio_rate < 1000 || opt.audio_rate > 384000)
       bad("audio_rate must be in 1000..384000 Hz, got " + std::to_string(opt.audio_rate));
     if (opt.audio_channels < 1 || opt.audio_channels > 8)
       bad("audio_channels must be in 1..8, got " + std::to_string(opt.audio_channels));
-    if (opt.audio_chunk_ms < 1) bad("audio_chunk_ms must be >= 1, got " + std::to_string(opt.audio_chunk_ms));
+    if (opt.audio_chunk_ms < 1)
+      bad("audio_chunk_ms must be >= 1, got " + std::to_string(opt.audio_chunk_ms));
     if (opt.start < 0) bad("start must be >= 0 seconds");
-    if (opt.end > 0 && opt.end <= opt.start) bad("end must be > start (or <= 0 for the whole file)");
+    if (opt.end > 0 && opt.end <= opt.start)
+      bad("end must be > start (or <= 0 for the whole file)");
     if (opt.threads < 0) bad("threads must be >= 0 (0 = automatic)");
     if (opt.path.empty()) bad("path is empty");
   }
@@ -148,8 +163,12 @@ struct MediaReader::Impl {
     start_us = static_cast<int64_t>(std::llround(opt.start * 1e6));
     if (opt.end > 0) end_us = static_cast<int64_t>(std::llround(opt.end * 1e6));
 
-    int vs = opt.video ? media_detail::pick_stream(fmt, AVMEDIA_TYPE_VIDEO, opt.video_stream, opt.path) : -1;
-    int as = opt.audio ? media_detail::pick_stream(fmt, AVMEDIA_TYPE_AUDIO, opt.audio_stream, opt.path) : -1;
+    int vs = opt.video
+                 ? media_detail::pick_stream(fmt, AVMEDIA_TYPE_VIDEO, opt.video_stream, opt.path)
+                 : -1;
+    int as = opt.audio
+                 ? media_detail::pick_stream(fmt, AVMEDIA_TYPE_AUDIO, opt.audio_stream, opt.path)
+                 : -1;
     if (vs >= 0) open_decoder(vdec, vs);
     if (as >= 0) open_decoder(adec, as);
     if (vdec.stream < 0 && adec.stream < 0) {
@@ -162,7 +181,8 @@ struct MediaReader::Impl {
     for (unsigned i = 0; i < fmt->nb_streams; ++i) {
       if (int(i) != vdec.stream && int(i) != adec.stream) fmt->streams[i]->discard = AVDISCARD_ALL;
     }
-    if (vdec.stream >= 0) rotation_cw = media_detail::display_rotation_cw(fmt->streams[vdec.stream]);
+    if (vdec.stream >= 0)
+      rotation_cw = media_detail::display_rotation_cw(fmt->streams[vdec.stream]);
     chunk_frames = std::max<int64_t>(1, int64_t(opt.audio_rate) * opt.audio_chunk_ms / 1000);
     if (start_us > 0) {
       int ret = av_seek_frame(fmt, -1, base_us + start_us, AVSEEK_FLAG_BACKWARD);
@@ -188,7 +208,8 @@ struct MediaReader::Impl {
     ctx->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     ret = avcodec_open2(ctx.get(), codec, nullptr);
     if (ret < 0) {
-      fail(std::string("cannot open the ") + kind + " decoder '" + codec->name + "': " + av_error(ret));
+      fail(std::string("cannot open the ") + kind + " decoder '" + codec->name +
+           "': " + av_error(ret));
     }
     d.stream = stream;
     d.ctx = std::move(ctx);
@@ -197,9 +218,7 @@ struct MediaReader::Impl {
 
   bool interrupted() const { return opt.interrupt && opt.interrupt(); }
 
-  bool all_done() const {
-    return (vdec.stream < 0 || vdec.done) && (adec.stream < 0 || adec.done);
-  }
+  bool all_done() const { return (vdec.stream < 0 || vdec.done) && (adec.stream < 0 || adec.done); }
 
   // Reads and decodes until something is ready or the file is finished.
   void step() {
@@ -278,10 +297,13 @@ struct MediaReader::Impl {
         ++errors;
         continue;
       }
-      if (frame->decode_error_flags || (frame->flags & AV_FRAME_FLAG_CORRUPT)) ++stats.corrupt_frames;
+      if (frame->decode_error_flags || (frame->flags & AV_FRAME_FLAG_CORRUPT))
+        ++stats.corrupt_frames;
       if (!d.done) {
-        if (&d == &vdec) on_video_frame();
-        else on_audio_frame();
+        if (&d == &vdec)
+          on_video_frame();
+        else
+          on_audio_frame();
       }
       av_frame_unref(frame.get());
     }
@@ -369,8 +391,8 @@ struct MediaReader::Impl {
     out->data[0] = dst.data;
     out->linesize[0] = static_cast<int>(dst.step[0]);
     // swscale writes into buffers it can reference; this one is owned by the cv::Mat.
-    out->buf[0] = av_buffer_create(dst.data, dst.step[0] * dst.rows, [](void*, uint8_t*) {},
-                                   nullptr, 0);
+    out->buf[0] = av_buffer_create(
+        dst.data, dst.step[0] * dst.rows, [](void*, uint8_t*) {}, nullptr, 0);
     AVPixelFormat saved = AVPixelFormat(frame->format);
     bool full = false;
     frame->format = unjpeg(saved, full);
@@ -436,7 +458,8 @@ struct MediaReader::Impl {
   void setup_swr() {
     AVChannelLayout in_layout{};
     if (frame->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || frame->ch_layout.nb_channels == 0) {
-      int n = frame->ch_layout.nb_channels > 0 ? frame->ch_layout.nb_channels : adec.ctx->ch_layout.nb_channels;
+      int n = frame->ch_layout.nb_channels > 0 ? frame->ch_layout.nb_channels
+                                               : adec.ctx->ch_layout.nb_channels;
       av_channel_layout_default(&in_layout, std::max(1, n));
     } else {
       av_channel_layout_copy(&in_layout, &frame->ch_layout);
@@ -458,7 +481,9 @@ struct MediaReader::Impl {
     if (ret < 0) {
       av_channel_layout_uninit(&in_layout);
       fail(std::string("cannot resample audio (") + std::to_string(frame->sample_rate) + " Hz, " +
-           (av_get_sample_fmt_name(AVSampleFormat(frame->format)) ? av_get_sample_fmt_name(AVSampleFormat(frame->format)) : "?") +
+           (av_get_sample_fmt_name(AVSampleFormat(frame->format))
+                ? av_get_sample_fmt_name(AVSampleFormat(frame->format))
+                : "?") +
            "): " + av_error(ret));
     }
     swr_key.rate = frame->sample_rate;
@@ -509,9 +534,11 @@ struct MediaReader::Impl {
     while (first < n && sample_time(produced + first) < start_us) ++first;
     while (last > first && sample_time(produced + last - 1) >= end_us) --last;
     if (pending.empty()) pending_first = produced + first;
-    pending.insert(pending.end(), conv.begin() + size_t(first) * ch, conv.begin() + size_t(last) * ch);
+    pending.insert(pending.end(), conv.begin() + size_t(first) * ch,
+                   conv.begin() + size_t(last) * ch);
     produced += n;
-    if (sample_time(produced) >= end_us && end_us != std::numeric_limits<int64_t>::max()) adec.done = true;
+    if (sample_time(produced) >= end_us && end_us != std::numeric_limits<int64_t>::max())
+      adec.done = true;
     while (int64_t(pending.size()) >= chunk_frames * ch) emit_chunk(chunk_frames);
   }
 

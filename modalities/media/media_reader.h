@@ -21,9 +21,9 @@ struct MediaReaderOptions {
   int audio_rate = 16000;
   int audio_channels = 1;
   int audio_chunk_ms = 1000;
-  double start = 0;  // seconds (media time, see `rebase`)
-  double end = 0;    // seconds; <= 0 = to the end
-  int threads = 0;   // decoder and scaler threads (0 = FFmpeg's automatic choice)
+  double start = 0;       // seconds (media time, see `rebase`)
+  double end = 0;         // seconds; <= 0 = to the end
+  int threads = 0;        // decoder and scaler threads (0 = FFmpeg's automatic choice)
   int video_stream = -1;  // index among the file's video streams; -1 = the default one
   int audio_stream = -1;  // index among the file's audio streams; -1 = the default one
   std::string allowed_protocols = "file,pipe";
@@ -72,8 +72,8 @@ class MediaReader {
   bool has_audio() const;
   int video_stream_index() const;  // container stream index, -1 if none
   int audio_stream_index() const;
-  int rotation() const;          // clockwise degrees applied to frames (0/90/180/270)
-  double duration_s() const;     // container duration, 0 if unknown
+  int rotation() const;       // clockwise degrees applied to frames (0/90/180/270)
+  double duration_s() const;  // container duration, 0 if unknown
   const MediaReaderStats& stats() const;
   const MediaReaderOptions& options() const;
 

@@ -17,8 +17,9 @@ namespace omni {
 
 Contract MediaSource::contract() {
   return Contract()
-      .doc("Decodes a media file with FFmpeg: upright RGB video frames at their PTS and float PCM "
-           "audio chunks. Damaged packets are skipped and counted (damaged_packets).")
+      .doc(
+          "Decodes a media file with FFmpeg: upright RGB video frames at their PTS and float PCM "
+          "audio chunks. Damaged packets are skipped and counted (damaged_packets).")
       .output<Frame>("video", "RGB8 frames, timestamps = PTS in microseconds")
       .output<AudioChunk>("audio", "float32 PCM chunks at audio_rate, timestamp = first sample")
       .param("path", "", "media file (or pipe:0)")
@@ -45,8 +46,10 @@ void MediaSource::open(Context& ctx) {
   MediaReaderOptions o;
   o.path = p.get_string("path");
   if (o.path.empty()) {
-    throw ConfigError("MediaSource '" + ctx.node_name() + "': param 'path' is empty (expected a "
-                      "media file; set it with --set " + ctx.node_name() + ".path=FILE)");
+    throw ConfigError("MediaSource '" + ctx.node_name() +
+                      "': param 'path' is empty (expected a "
+                      "media file; set it with --set " +
+                      ctx.node_name() + ".path=FILE)");
   }
   o.video = p.get_bool("video");
   o.audio = p.get_bool("audio");
@@ -102,7 +105,8 @@ void MediaSource::report(Context& ctx) {
     ctx.count("frames_out_of_order", s.frames_out_of_order - reported_.frames_out_of_order);
   if (s.truncated && !reported_.truncated) {
     ctx.count("truncated", 1);
-    ctx.warn("MediaSource: '" + reader_->options().path + "' ends early (truncated or unreadable tail)");
+    ctx.warn("MediaSource: '" + reader_->options().path +
+             "' ends early (truncated or unreadable tail)");
   }
   reported_ = s;
 }
@@ -121,8 +125,9 @@ void MediaSource::close(Context& ctx) {
 
 Contract ImageSource::contract() {
   return Contract()
-      .doc("Reads images with OpenCV (a file, a list, or a folder filtered by a glob, sorted) and "
-           "emits each as an upright RGB8 Frame.")
+      .doc(
+          "Reads images with OpenCV (a file, a list, or a folder filtered by a glob, sorted) and "
+          "emits each as an upright RGB8 Frame.")
       .output<Frame>("video", "one RGB8 frame per image")
       .param("path", "", "an image file or a folder")
       .param("paths", StringList{}, "more files or folders, after `path`")
@@ -142,8 +147,8 @@ void ImageSource::open(Context& ctx) {
   }
   const std::string& on_error = p.get_string("on_error");
   if (on_error != "skip" && on_error != "fail") {
-    throw ConfigError("ImageSource '" + ctx.node_name() + "': on_error must be skip or fail, got '" +
-                      on_error + "'");
+    throw ConfigError("ImageSource '" + ctx.node_name() +
+                      "': on_error must be skip or fail, got '" + on_error + "'");
   }
   skip_errors_ = on_error == "skip";
   double spacing = p.get_double("spacing");

@@ -66,7 +66,8 @@ std::string probe_to_text(const nlohmann::json& p) {
   if (p.contains("duration_s")) o << ", " << p["duration_s"].get<double>() << " s";
   o << ", " << p["streams"].size() << " stream(s)\n";
   for (const auto& s : p["streams"]) {
-    o << "  #" << s["index"].get<int>() << " " << s.value("type", "?") << " " << s.value("codec", "?");
+    o << "  #" << s["index"].get<int>() << " " << s.value("type", "?") << " "
+      << s.value("codec", "?");
     if (s.contains("width")) o << " " << s["width"].get<int>() << "x" << s["height"].get<int>();
     if (s.contains("fps")) o << " " << s["fps"].get<double>() << " fps";
     if (s.contains("rotation")) o << " rotation " << s["rotation"].get<int>();

@@ -40,12 +40,12 @@ std::vector<uchar> jpeg_with_orientation(const cv::Mat& bgr, int orientation) {
   std::vector<uchar> jpg;
   cv::imencode(".jpg", bgr, jpg, {cv::IMWRITE_JPEG_QUALITY, 95});
   const uchar exif[] = {
-      0xFF, 0xE1, 0x00, 34,  // APP1, length 34 (incl. these 2 bytes)
-      'E', 'x', 'i', 'f', 0, 0,  // Exif header
-      'M', 'M', 0, 42, 0, 0, 0, 8,  // big-endian TIFF header, IFD0 at 8
-      0, 1,  // one entry
-      0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, uchar(orientation), 0, 0,  // Orientation SHORT
-      0, 0, 0, 0,  // no next IFD
+      0xFF, 0xE1, 0x00, 34,               // APP1, length 34 (incl. these 2 bytes)
+      'E',  'x',  'i',  'f', 0, 0,        // Exif header
+      'M',  'M',  0,    42,  0, 0, 0, 8,  // big-endian TIFF header, IFD0 at 8
+      0,    1,                            // one entry
+      0x01, 0x12, 0,    3,   0, 0, 0, 1, 0, uchar(orientation), 0, 0,  // Orientation SHORT
+      0,    0,    0,    0,                                             // no next IFD
   };
   jpg.insert(jpg.begin() + 2, std::begin(exif), std::end(exif));  // right after SOI
   return jpg;
@@ -88,7 +88,7 @@ TEST_F(ImageFiles, ExifOrientationIsApplied) {
   cv::Vec3b tr = rgb.at<cv::Vec3b>(5, 42), tl = rgb.at<cv::Vec3b>(5, 5);
   EXPECT_GT(tr[0], 200);  // the red quarter moved to the top-right
   EXPECT_LT(tr[2], 60);
-  EXPECT_LT(tl[0], 60);   // blue where it used to be
+  EXPECT_LT(tl[0], 60);  // blue where it used to be
   EXPECT_GT(tl[2], 200);
 }
 

@@ -46,7 +46,9 @@ class RecordingContext : public Context {
   }
   void set_bound(int, Timestamp) override {}
   void close_output(int port) override { closed_.at(port) = true; }
-  void count(std::string_view counter, int64_t delta) override { counters_[std::string(counter)] += delta; }
+  void count(std::string_view counter, int64_t delta) override {
+    counters_[std::string(counter)] += delta;
+  }
   void warn(std::string_view message) override { warnings_.emplace_back(message); }
   bool stop_requested() const override { return stop_; }
   int input_port(std::string_view name) const override {
@@ -58,7 +60,9 @@ class RecordingContext : public Context {
     return i;
   }
 
-  const std::vector<Packet>& out(const std::string& port) const { return emitted_.at(output_port(port)); }
+  const std::vector<Packet>& out(const std::string& port) const {
+    return emitted_.at(output_port(port));
+  }
   bool closed(const std::string& port) const { return closed_.at(output_port(port)); }
   std::map<std::string, int64_t> counters_;
   std::vector<std::string> warnings_;
@@ -212,9 +216,10 @@ TEST_F(ImageSourceNode, FailModeAndSpacing) {
   }
   {
     ImageSource node;
-    RecordingContext ctx(ImageSource::contract(),
-                         {{"paths", StringList{(dir_ / "d.jpg").string(), (dir_ / "a.png").string()}},
-                          {"spacing", 0.5}});
+    RecordingContext ctx(
+        ImageSource::contract(),
+        {{"paths", StringList{(dir_ / "d.jpg").string(), (dir_ / "a.png").string()}},
+         {"spacing", 0.5}});
     run_source(node, ctx);
     const auto& v = ctx.out("video");
     ASSERT_EQ(v.size(), 2u);

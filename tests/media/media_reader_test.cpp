@@ -51,12 +51,15 @@ Decoded decode(const std::string& name) {
 }
 
 double format_start(const nlohmann::json& probe) {
-  return probe["format"].contains("start_time") ? std::stod(probe["format"]["start_time"].get<std::string>()) : 0.0;
+  return probe["format"].contains("start_time")
+             ? std::stod(probe["format"]["start_time"].get<std::string>())
+             : 0.0;
 }
 
 const nlohmann::json* first_stream(const nlohmann::json& probe, const std::string& type) {
   for (const auto& s : probe["streams"]) {
-    if (s["codec_type"] == type && !(s.contains("disposition") && s["disposition"].value("attached_pic", 0)))
+    if (s["codec_type"] == type &&
+        !(s.contains("disposition") && s["disposition"].value("attached_pic", 0)))
       return &s;
   }
   return nullptr;
@@ -185,14 +188,15 @@ TEST(MediaReader, ExactRateChannelsAndSignal) {
 // ---- pixels: same RGB as ffmpeg's own conversion, rotation applied like ffmpeg's autorotate -----
 
 cv::Mat ffmpeg_first_frame(const std::string& path, int w, int h) {
-  std::string raw = run_command("ffmpeg -v error -i '" + path +
-                                "' -frames:v 1 -f rawvideo -pix_fmt rgb24 -");
+  std::string raw =
+      run_command("ffmpeg -v error -i '" + path + "' -frames:v 1 -f rawvideo -pix_fmt rgb24 -");
   if (raw.size() != size_t(w) * h * 3) return {};
   return cv::Mat(h, w, CV_8UC3, raw.data()).clone();
 }
 
 TEST(MediaReader, PixelsMatchFfmpeg) {
-  for (const char* name : {"h264_aac.mp4", "mjpeg_pcm.mov", "hevc10.mkv", "video_only_odd444.mp4"}) {
+  for (const char* name :
+       {"h264_aac.mp4", "mjpeg_pcm.mov", "hevc10.mkv", "video_only_odd444.mp4"}) {
     Decoded d = decode(name);
     ASSERT_FALSE(d.frames.empty());
     const cv::Mat& ours = d.frames[0].rgb;
@@ -403,7 +407,8 @@ TEST(MediaReader, TruncatedFileGivesWhatIsThere) {
   Decoded d = decode("truncated.mp4");
   EXPECT_GT(d.frames.size(), 10u);
   EXPECT_LT(d.frames.size(), 75u);
-  for (size_t i = 1; i < d.frames.size(); ++i) EXPECT_GT(d.frames[i].pts_us, d.frames[i - 1].pts_us);
+  for (size_t i = 1; i < d.frames.size(); ++i)
+    EXPECT_GT(d.frames[i].pts_us, d.frames[i - 1].pts_us);
   EXPECT_GT(d.stats.damaged_packets + int64_t(d.stats.truncated), 0);
 }
 
@@ -414,7 +419,8 @@ TEST(MediaReader, CorruptPacketsAreSkippedAndCounted) {
     ASSERT_GT(d.frames.size(), 60u) << name;  // decoding went on past the damage
     EXPECT_GT(d.frames.back().pts_us, 2500000) << name;
     EXPECT_GT(d.samples, 16000 * 2) << name;
-    for (size_t i = 1; i < d.frames.size(); ++i) EXPECT_GT(d.frames[i].pts_us, d.frames[i - 1].pts_us);
+    for (size_t i = 1; i < d.frames.size(); ++i)
+      EXPECT_GT(d.frames[i].pts_us, d.frames[i - 1].pts_us);
   }
 }
 

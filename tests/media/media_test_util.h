@@ -37,15 +37,17 @@ inline std::string sample(const std::string& name) { return samples_dir() + "/" 
 
 // ffprobe's JSON for a file (-show_format -show_streams).
 inline nlohmann::json ffprobe_json(const std::string& path) {
-  std::string out = run_command("ffprobe -v error -show_format -show_streams -of json '" + path + "'");
+  std::string out =
+      run_command("ffprobe -v error -show_format -show_streams -of json '" + path + "'");
   return nlohmann::json::parse(out, nullptr, false);
 }
 
 // best_effort_timestamp_time of every decoded frame of the first video stream, in seconds.
-inline std::vector<double> ffprobe_frame_times(const std::string& path, const std::string& sel = "v:0") {
-  std::string out = run_command("ffprobe -v error -select_streams " + sel +
-                                " -show_entries frame=best_effort_timestamp_time -of csv=p=0 '" +
-                                path + "'");
+inline std::vector<double> ffprobe_frame_times(const std::string& path,
+                                               const std::string& sel = "v:0") {
+  std::string out =
+      run_command("ffprobe -v error -select_streams " + sel +
+                  " -show_entries frame=best_effort_timestamp_time -of csv=p=0 '" + path + "'");
   std::vector<double> t;
   size_t pos = 0;
   while (pos < out.size()) {

@@ -22,8 +22,8 @@ TEST_P(ProbeSample, AgreesWithFfprobe) {
   nlohmann::json ref = ffprobe_json(path);
   EXPECT_EQ(ours["path"], path);
   EXPECT_EQ(ours["format"], ref["format"]["format_name"]);
-  EXPECT_NEAR(ours["duration_s"].get<double>(), std::stod(ref["format"]["duration"].get<std::string>()),
-              0.001);
+  EXPECT_NEAR(ours["duration_s"].get<double>(),
+              std::stod(ref["format"]["duration"].get<std::string>()), 0.001);
   ASSERT_EQ(ours["streams"].size(), ref["streams"].size());
   for (size_t i = 0; i < ref["streams"].size(); ++i) {
     const auto& o = ours["streams"][i];
@@ -43,13 +43,15 @@ TEST_P(ProbeSample, AgreesWithFfprobe) {
       EXPECT_FALSE(o.contains("width"));
     }
     if (r.contains("duration")) {
-      EXPECT_NEAR(o["duration_s"].get<double>(), std::stod(r["duration"].get<std::string>()), 0.001);
+      EXPECT_NEAR(o["duration_s"].get<double>(), std::stod(r["duration"].get<std::string>()),
+                  0.001);
     } else {
       EXPECT_FALSE(o.contains("duration_s"));
     }
   }
   std::string text = probe_to_text(ours);
-  EXPECT_NE(text.find(ref["streams"][0]["codec_name"].get<std::string>()), std::string::npos) << text;
+  EXPECT_NE(text.find(ref["streams"][0]["codec_name"].get<std::string>()), std::string::npos)
+      << text;
 }
 
 INSTANTIATE_TEST_SUITE_P(Samples, ProbeSample,
@@ -69,7 +71,8 @@ TEST(Probe, FpsAndRotation) {
 }
 
 TEST(Probe, DamagedAndCraftedFilesAreInputErrors) {
-  for (const char* name : {"zero.mp4", "random.mp4", "text.mp4", "playlist.m3u8", "concat.ffconcat"}) {
+  for (const char* name :
+       {"zero.mp4", "random.mp4", "text.mp4", "playlist.m3u8", "concat.ffconcat"}) {
     try {
       probe_media(sample(name));
       ADD_FAILURE() << name << ": expected InputError";
