@@ -1,10 +1,9 @@
 #include "modalities/text/unicode.h"
 
-#include <unicode/unorm2.h>
-#include <unicode/ustring.h>
-#include <unicode/utypes.h>
+#include <utf8proc.h>
 
 #include <array>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -137,56 +136,31 @@ std::string normalize(std::string_view s, NormalForm form) {
   bool ascii = true;
   for (char c : s) ascii &= static_cast<uint8_t>(c) < 0x80;
   if (ascii) return std::string(s);  // ASCII is invariant under every normal form
-  UErrorCode err = U_ZERO_ERROR;
-  const UNormalizer2* norm = nullptr;
+  int options = UTF8PROC_STABLE;
   switch (form) {
     case NormalForm::kNFC:
-      norm = unorm2_getNFCInstance(&err);
+      options |= UTF8PROC_COMPOSE;
       break;
     case NormalForm::kNFD:
-      norm = unorm2_getNFDInstance(&err);
+      options |= UTF8PROC_DECOMPOSE;
       break;
     case NormalForm::kNFKC:
-      norm = unorm2_getNFKCInstance(&err);
+      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
       break;
     case NormalForm::kNFKD:
-      norm = unorm2_getNFKDInstance(&err);
+      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
       break;
   }
-  auto check = [&](const char* what) {
-    if (U_FAILURE(err)) {
-      throw InputError(std::string("Unicode normalisation failed in ICU ") + what + ": " +
-                       u_errorName(err));
-    }
-  };
-  check("getInstance");
-  int32_t n16 = 0;
-  u_strFromUTF8(nullptr, 0, &n16, s.data(), static_cast<int32_t>(s.size()), &err);
-  if (err == U_BUFFER_OVERFLOW_ERROR) err = U_ZERO_ERROR;
-  check("u_strFromUTF8");
-  std::vector<UChar> src(n16 + 1);
-  u_strFromUTF8(src.data(), n16 + 1, nullptr, s.data(), static_cast<int32_t>(s.size()), &err);
-  check("u_strFromUTF8");
-  // Decomposition can grow the text; retry with the size ICU asks for.
-  std::vector<UChar> dst(n16 * 2 + 16);
-  int32_t nd =
-      unorm2_normalize(norm, src.data(), n16, dst.data(), static_cast<int32_t>(dst.size()), &err);
-  if (err == U_BUFFER_OVERFLOW_ERROR) {
-    err = U_ZERO_ERROR;
-    dst.resize(nd + 1);
-    nd =
-        unorm2_normalize(norm, src.data(), n16, dst.data(), static_cast<int32_t>(dst.size()), &err);
+  utf8proc_uint8_t* out = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                          static_cast<utf8proc_ssize_t>(s.size()), &out,
+                                          static_cast<utf8proc_option_t>(options));
+  if (n < 0) {
+    throw InputError(std::string("Unicode normalisation failed (utf8proc): ") + utf8proc_errmsg(n));
   }
-  check("unorm2_normalize");
-  int32_t n8 = 0;
-  u_strToUTF8(nullptr, 0, &n8, dst.data(), nd, &err);
-  if (err == U_BUFFER_OVERFLOW_ERROR) err = U_ZERO_ERROR;
-  check("u_strToUTF8");
-  std::string out(static_cast<size_t>(n8), '\0');
-  u_strToUTF8(out.data(), n8 + 1, nullptr, dst.data(), nd, &err);
-  if (err == U_STRING_NOT_TERMINATED_WARNING) err = U_ZERO_ERROR;
-  check("u_strToUTF8");
-  return out;
+  std::string r(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
+  std::free(out);
+  return r;
 }
 
 const std::string& byte_to_unicode(uint8_t b) { return byte_table().to_unicode[b]; }

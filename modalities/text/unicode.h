@@ -1,5 +1,5 @@
-// UTF-8 helpers for the tokenizers: validation, code point decoding, Unicode normalisation (ICU),
-// White_Space, and GPT-2's byte <-> printable-character table used by byte-level BPE.
+// UTF-8 helpers for the tokenizers: validation, code point decoding, Unicode normalisation
+// (utf8proc), White_Space, and GPT-2's byte <-> printable-character table used by byte-level BPE.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,7 @@ void append_utf8(std::string& out, char32_t cp);
 bool is_unicode_whitespace(char32_t cp);
 
 enum class NormalForm { kNFC, kNFD, kNFKC, kNFKD };
-// Normalises valid UTF-8 text (ICU); ASCII input is returned unchanged without a round trip.
+// Normalises valid UTF-8 text (utf8proc); ASCII input is returned unchanged without a round trip.
 std::string normalize(std::string_view s, NormalForm form);
 
 // GPT-2 bytes_to_unicode: every byte maps to one printable code point (as UTF-8, 1-2 bytes).
