@@ -1,0 +1,30 @@
+// UTF-8 helpers for the tokenizers: validation, code point decoding, Unicode normalisation
+// (utf8proc), White_Space, and GPT-2's byte <-> printable-character table used by byte-level BPE.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace omni::text {
+
+// Offset of the first invalid UTF-8 byte, or npos if `s` is valid UTF-8.
+size_t find_invalid_utf8(std::string_view s);
+// Replaces each invalid UTF-8 sequence with U+FFFD (like Rust's String::from_utf8_lossy).
+std::string utf8_lossy(std::string_view s);
+// Decodes the code point at s[i] (which must be valid UTF-8); sets `len` to its byte length.
+char32_t decode_utf8(std::string_view s, size_t i, int& len);
+void append_utf8(std::string& out, char32_t cp);
+// Unicode White_Space (Rust's char::is_whitespace).
+bool is_unicode_whitespace(char32_t cp);
+
+enum class NormalForm { kNFC, kNFD, kNFKC, kNFKD };
+// Normalises valid UTF-8 text (utf8proc); ASCII input is returned unchanged without a round trip.
+std::string normalize(std::string_view s, NormalForm form);
+
+// GPT-2 bytes_to_unicode: every byte maps to one printable code point (as UTF-8, 1-2 bytes).
+const std::string& byte_to_unicode(uint8_t b);
+// Inverse: the byte for a code point of that table, or -1.
+int unicode_to_byte(char32_t cp);
+
+}  // namespace omni::text
