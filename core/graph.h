@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/node.h"
@@ -68,19 +69,27 @@ struct RunOptions {
   std::chrono::milliseconds deadlock_grace{2000};  // all-blocked time before reporting deadlock
 };
 
+// Parses "node.port" (node names may contain '/', ports may not contain '.'); throws ConfigError.
+std::pair<std::string, std::string> split_stream(const std::string& stream);
+
 class Graph;
+namespace detail {
+struct GraphAccess;
+}
 
 // C++ builder. Nodes are added by registered type name or directly as a C++ class.
 class GraphBuilder {
  public:
   explicit GraphBuilder(std::string name = "graph");
+  // Starts from a declarative spec (what load_graph uses; keeps the file:line of each entry).
+  explicit GraphBuilder(GraphSpec spec);
   // By registered type; params are checked against the contract in build().
   GraphBuilder& add(const std::string& name, const std::string& type,
                     std::map<std::string, ParamValue> params = {});
   // By C++ class with `static Contract contract()` (no registry needed).
   template <class N>
   GraphBuilder& add(const std::string& name, std::map<std::string, ParamValue> params = {}) {
-    return add_type(name, NodeType{std::string(typeid(N).name()), N::contract(),
+    return add_type(name, NodeType{demangle(typeid(N).name()), N::contract(),
                                    [] { return std::unique_ptr<Node>(new N()); }},
                     std::move(params));
   }
@@ -97,6 +106,7 @@ class GraphBuilder {
 
   GraphBuilder& add_type(const std::string& name, NodeType type,
                          std::map<std::string, ParamValue> params);
+  const GraphSpec& spec() const;
 
  private:
   friend class Graph;
@@ -134,6 +144,7 @@ class Graph {
 
  private:
   friend class GraphBuilder;
+  friend struct detail::GraphAccess;
   Graph();
   struct Impl;
   std::unique_ptr<Impl> impl_;
