@@ -1,0 +1,36 @@
+// Shared setup of libtorch encoder nodes: device/dtype parameters, seeded random init, loading
+// safetensors weights with the node's name in every error.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <functional>
+#include <string>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace omni {
+
+struct DeviceSpec {
+  c10::Device device = c10::Device(c10::kCPU);
+  c10::ScalarType dtype = c10::kFloat;
+};
+
+// device: "cpu", "cuda", "cuda:N"; dtype: "fp32", "bf16", "fp16" (reduced precision needs CUDA).
+// Throws ConfigError naming `where` (the node) for unknown values or a missing CUDA device.
+DeviceSpec parse_device(const std::string& device, const std::string& dtype,
+                        const std::string& where);
+
+// Runs `construct` with the global libtorch RNG seeded to `seed` (serialised, so two nodes opening
+// at once still get reproducible weights).
+void with_seed(int64_t seed, const std::function<void()>& construct);
+
+// Loads `weights` (a safetensors path; empty = keep the random init) into the module under
+// `prefix`, then moves it to the device/dtype and sets eval mode. Errors name `where`.
+void load_and_place(torch::nn::Module& module, const std::string& weights,
+                    const std::string& prefix, const DeviceSpec& spec, const std::string& where);
+
+}  // namespace omni
