@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <limits>
 
 #if TORCH_VERSION_MAJOR >= 2
 #define OMNI_HAVE_SDPA 1
@@ -24,7 +25,8 @@ at::Tensor combined_bool_mask(const at::Tensor& q, const at::Tensor& k, const at
     // Query i sits at key position i + (lk - lq).
     m = at::ones({lq, lk}, q.options().dtype(at::kBool)).tril(lk - lq);
   }
-  if (mask.defined() && mask.scalar_type() == at::kBool) m = m.defined() ? m.logical_and(mask) : mask;
+  if (mask.defined() && mask.scalar_type() == at::kBool)
+    m = m.defined() ? m.logical_and(mask) : mask;
   return m;
 }
 
@@ -54,7 +56,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
       return at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
   }
   at::Tensor m = combined_bool_mask(q, k, mask, causal);
-  if (!m.defined()) m = mask;  // additive float mask
+  if (mask.scalar_type() != at::kBool) {
+    // Additive float mask: fold the causal rule into it as -inf (a bool mask cannot carry both).
+    at::Tensor add = mask.to(q.scalar_type());
+    if (m.defined())
+      add = add.masked_fill(m.logical_not(), -std::numeric_limits<float>::infinity());
+    return at::scaled_dot_product_attention(q, k, v, add, 0.0, false);
+  }
   return at::scaled_dot_product_attention(q, k, v, m, 0.0, false);
 #else
   return attention_explicit(q, k, v, mask, causal);

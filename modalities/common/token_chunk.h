@@ -12,7 +12,7 @@
 namespace omni {
 
 enum class Modality { kText, kImage, kVideo, kAudio };
-const char* modality_name(Modality m);  // "text", "image", "video", "audio"
+const char* modality_name(Modality m);                 // "text", "image", "video", "audio"
 Modality modality_from_name(const std::string& name);  // throws ConfigError
 
 struct TokenChunk {
@@ -25,6 +25,9 @@ struct TokenChunk {
   int64_t end_us = 0;
   // Visual token grid (t, h, w) after any patch merge; t*h*w == N. {1, 1, N} for text/audio.
   int64_t grid_t = 1, grid_h = 1, grid_w = 1;
+  // Seconds between temporal grid slices of a multi-frame visual chunk (Qwen's second_per_grid,
+  // e.g. temporal_patch_size / fps). 0: derived as (end_us - start_us) / grid_t.
+  double seconds_per_grid = 0;
   std::string stream;  // source stream id (e.g. "clip0/video"), groups chunks of one item
 
   int64_t num_tokens() const;

@@ -1,0 +1,196 @@
+#include "fusion/transformer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "modalities/common/attention.h"
+
+namespace omni {
+
+std::vector<int64_t> FusionTransformerOptions::sections() const {
+  if (!mrope_section_.empty()) return mrope_section_;
+  const int64_t half = head_dim() / 2;
+  const int64_t t = half / 4, h = (half - t) / 2;
+  return {t, h, half - t - h};
+}
+
+void FusionTransformerOptions::validate() const {
+  auto bad = [](const std::string& m) { throw ConfigError("FusionTransformer: " + m); };
+  if (vocab_ < 1 || dim_ < 1 || layers_ < 0 || heads_ < 1 || kv_heads_ < 1)
+    bad("vocab, dim, heads and kv_heads must be positive and layers >= 0");
+  if (dim_ % heads_ != 0)
+    bad("dim " + std::to_string(dim_) + " is not a multiple of heads " + std::to_string(heads_));
+  if (head_dim() % 2 != 0) bad("head_dim " + std::to_string(head_dim()) + " must be even");
+  if (heads_ % kv_heads_ != 0)
+    bad("heads " + std::to_string(heads_) + " is not a multiple of kv_heads " +
+        std::to_string(kv_heads_));
+  const auto s = sections();
+  if (s.size() != 3 || std::accumulate(s.begin(), s.end(), int64_t{0}) != head_dim() / 2 ||
+      *std::min_element(s.begin(), s.end()) < 0)
+    bad("mrope_section must be three non-negative numbers summing to head_dim/2 = " +
+        std::to_string(head_dim() / 2));
+}
+
+void KVCache::truncate(int64_t n) {
+  for (auto* list : {&k, &v})
+    for (auto& t : *list)
+      if (t.defined() && t.size(2) > n) t = t.slice(2, 0, n);
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", at::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  // Normalise in at least fp32: half-precision squares overflow / lose the mean.
+  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor xf = x.to(compute);
+  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return (y * weight.to(compute)).to(x.scalar_type());
+}
+
+MultiAxisRotary::MultiAxisRotary(int64_t head_dim, std::vector<int64_t> sections, double theta)
+    : head_dim_(head_dim), sections_(std::move(sections)), theta_(theta) {}
+
+std::pair<at::Tensor, at::Tensor> MultiAxisRotary::tables(const at::Tensor& positions,
+                                                          at::ScalarType dtype) const {
+  const auto compute = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  const auto opts = positions.options().dtype(compute);
+  const int64_t half = head_dim_ / 2;
+  at::Tensor inv_freq =
+      at::pow(theta_, -at::arange(0, half, opts.dtype(at::kDouble)) * 2.0 / double(head_dim_))
+          .to(compute);
+  at::Tensor pos = positions.to(compute);  // [3, B, L]
+  // Frequency pair i rotates by the position on the axis its section belongs to.
+  std::vector<at::Tensor> parts;
+  int64_t begin = 0;
+  for (int64_t axis = 0; axis < 3; ++axis) {
+    const int64_t n = sections_[axis];
+    if (n == 0) continue;
+    parts.push_back(pos[axis].unsqueeze(-1) * inv_freq.slice(0, begin, begin + n));
+    begin += n;
+  }
+  at::Tensor freqs = at::cat(parts, -1);  // [B, L, half]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+at::Tensor MultiAxisRotary::apply(const at::Tensor& x, const at::Tensor& cos,
+                                  const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);
+  at::Tensor rotated = at::cat({-x2, x1}, -1);
+  return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);
+}
+
+FusionBlockImpl::FusionBlockImpl(const FusionTransformerOptions& o) : options(o) {
+  using torch::nn::LinearOptions;
+  const int64_t d = o.dim(), hd = o.head_dim();
+  attn_norm = register_module("attn_norm", RMSNorm(d, o.norm_eps()));
+  mlp_norm = register_module("mlp_norm", RMSNorm(d, o.norm_eps()));
+  q_proj =
+      register_module("q_proj", torch::nn::Linear(LinearOptions(d, o.heads() * hd).bias(false)));
+  k_proj =
+      register_module("k_proj", torch::nn::Linear(LinearOptions(d, o.kv_heads() * hd).bias(false)));
+  v_proj =
+      register_module("v_proj", torch::nn::Linear(LinearOptions(d, o.kv_heads() * hd).bias(false)));
+  o_proj =
+      register_module("o_proj", torch::nn::Linear(LinearOptions(o.heads() * hd, d).bias(false)));
+  const int64_t f = o.ffn_hidden();
+  gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(d, f).bias(false)));
+  up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(d, f).bias(false)));
+  down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(f, d).bias(false)));
+}
+
+at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
+                                    const at::Tensor& sin, at::Tensor* k_cache, at::Tensor* v_cache,
+                                    bool explicit_attention) {
+  const int64_t B = x.size(0), L = x.size(1), H = options.heads(), KV = options.kv_heads(),
+                D = options.head_dim();
+  at::Tensor h = attn_norm(x);
+  at::Tensor q = q_proj(h).view({B, L, H, D}).transpose(1, 2);
+  at::Tensor k = k_proj(h).view({B, L, KV, D}).transpose(1, 2);
+  at::Tensor v = v_proj(h).view({B, L, KV, D}).transpose(1, 2);
+  q = MultiAxisRotary::apply(q, cos, sin);
+  k = MultiAxisRotary::apply(k, cos, sin);
+  if (k_cache && v_cache) {
+    if (k_cache->defined()) {
+      k = at::cat({*k_cache, k}, 2);
+      v = at::cat({*v_cache, v}, 2);
+    }
+    *k_cache = k;
+    *v_cache = v;
+  }
+  // GQA: query head i reads key/value head i / (H / KV).
+  if (KV != H) {
+    k = k.repeat_interleave(H / KV, 1);
+    v = v.repeat_interleave(H / KV, 1);
+  }
+  at::Tensor a = explicit_attention ? attention_explicit(q, k, v, {}, /*causal=*/true)
+                                    : attention(q, k, v, {}, /*causal=*/true);
+  at::Tensor out = x + o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
+  at::Tensor m = mlp_norm(out);
+  return out + down_proj(at::silu(gate_proj(m)) * up_proj(m));
+}
+
+FusionTransformerImpl::FusionTransformerImpl(FusionTransformerOptions o)
+    : options(std::move(o)), rotary_(options.head_dim(), options.sections(), options.rope_theta()) {
+  options.validate();
+  tok_embeddings = register_module(
+      "tok_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(options.vocab(), options.dim())));
+  // Small init keeps the tied LM head's logits in a sane range for random weights.
+  {
+    at::NoGradGuard g;
+    tok_embeddings->weight.normal_(0.0, 0.02);
+  }
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.layers(); ++i) blocks->push_back(FusionBlock(options));
+  norm = register_module("norm", RMSNorm(options.dim(), options.norm_eps()));
+}
+
+at::Tensor FusionTransformerImpl::embed_ids(const at::Tensor& ids) {
+  if (ids.numel() > 0) {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= options.vocab())
+      throw InputError("FusionTransformer: token id " + std::to_string(lo < 0 ? lo : hi) +
+                       " outside the vocabulary [0, " + std::to_string(options.vocab()) + ")");
+  }
+  return tok_embeddings(ids.to(tok_embeddings->weight.device(), at::kLong));
+}
+
+at::Tensor FusionTransformerImpl::lm_logits(const at::Tensor& hidden) {
+  return at::linear(hidden, tok_embeddings->weight);
+}
+
+at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Tensor& positions,
+                                          KVCache* cache) {
+  if (embeds.dim() != 3 || embeds.size(2) != options.dim())
+    throw InputError("FusionTransformer: embeddings must be [B, L, " +
+                     std::to_string(options.dim()) + "], got " + c10::str(embeds.sizes()));
+  const int64_t B = embeds.size(0), L = embeds.size(1);
+  at::Tensor pos = positions;
+  if (pos.dim() == 2) pos = pos.unsqueeze(1).expand({3, B, L});
+  if (pos.dim() != 3 || pos.size(0) != 3 || pos.size(1) != B || pos.size(2) != L)
+    throw InputError("FusionTransformer: positions must be [3, L] or [3, B, L] for L = " +
+                     std::to_string(L) + ", got " + c10::str(positions.sizes()));
+  const auto& w = tok_embeddings->weight;
+  at::Tensor x = embeds.to(w.device(), w.scalar_type());
+  auto [cos, sin] = rotary_.tables(pos.to(w.device()), w.scalar_type());
+  if (cache && cache->k.size() != blocks->size()) {
+    cache->k.assign(blocks->size(), at::Tensor());
+    cache->v.assign(blocks->size(), at::Tensor());
+  }
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto blk = blocks->ptr<FusionBlockImpl>(i);
+    x = blk->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
+                     explicit_attention_);
+  }
+  return norm(x);
+}
+
+}  // namespace omni
