@@ -261,8 +261,9 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--no-audio", [&](int64_t) { o.audio = false; }, "write clips without audio");
   app.add_flag("--quiet", o.quiet, "no progress output");
-  app.add_flag("--skip-existing", o.skip_existing,
-               "keep clips already in --out (resume an interrupted run; the manifest is rewritten)");
+  app.add_flag(
+      "--skip-existing", o.skip_existing,
+      "keep clips already in --out (resume an interrupted run; the manifest is rewritten)");
   CLI11_PARSE(app, argc, argv);
   if (o.width % 2 || o.height % 2) {
     std::cerr << "make_clips: --width and --height must be even (yuv420p)\n";

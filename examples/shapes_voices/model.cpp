@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "fusion/sequencer.h"
+#include "modalities/text/tokenizer.h"
 
 namespace omni::demo {
 
@@ -145,8 +146,9 @@ std::vector<TokenChunk> encode_audio(ShapesVoicesImpl& m, const std::vector<at::
 TokenChunk question_chunk(const std::string& question) {
   TokenChunk c;
   c.modality = Modality::kText;
-  std::vector<int64_t> ids;
-  for (unsigned char ch : question) ids.push_back(ch);
+  // The TextEncoder node's tokenizer ("byte").
+  static const auto tokenizer = load_tokenizer("byte");
+  const std::vector<int64_t> ids = tokenizer->encode(question);
   c.ids = at::tensor(ids, at::kLong);
   c.grid_w = int64_t(ids.size());
   c.stream = "question";

@@ -30,13 +30,13 @@ struct DemoConfig {
   std::string preprocess_mode = "siglip";
   int64_t n_mels = 80;
   // ViT.
-  int64_t patch_size = 8, vit_width = 128, vit_depth = 3, vit_heads = 4;
+  int64_t patch_size = 8, vit_width = 96, vit_depth = 2, vit_heads = 3;
   bool merge = true;
   // Audio encoder.
-  int64_t audio_width = 128, audio_depth = 3, audio_heads = 4;
+  int64_t audio_width = 96, audio_depth = 2, audio_heads = 3;
   // Fusion transformer.
-  int64_t dim = 192, layers = 4, heads = 6, kv_heads = 2, ffn = 512;
-  int64_t max_answer_tokens = 12;
+  int64_t dim = 128, layers = 3, heads = 4, kv_heads = 2, ffn = 352;
+  int64_t max_answer_tokens = 10;
 
   nlohmann::json to_json() const;
   // Throws InputError naming `where` on missing or mistyped fields.

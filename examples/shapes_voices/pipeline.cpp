@@ -8,16 +8,11 @@
 
 #include "core/error.h"
 #include "core/graph.h"
+#include "examples/all_nodes.h"
 #include "examples/shapes_voices/task.h"
 #include "fusion/fused_sequence.h"
-#include "fusion/nodes.h"
-#include "modalities/audio/nodes.h"
-#include "modalities/common/nodes.h"
 #include "modalities/common/safetensors.h"
-#include "modalities/image/nodes.h"
-#include "modalities/media/nodes.h"
 #include "modalities/media/probe.h"
-#include "modalities/text/nodes.h"
 
 namespace fs = std::filesystem;
 
@@ -26,13 +21,7 @@ namespace omni::demo {
 const Registry& demo_registry() {
   static const Registry registry = [] {
     Registry r;
-    register_core_nodes(r);
-    register_common_nodes(r);
-    register_media_nodes(r);
-    register_text_nodes(r);
-    register_image_nodes(r);
-    register_audio_nodes(r);
-    register_fusion_nodes(r);
+    register_all_nodes(r);
     return r;
   }();
   return registry;
@@ -53,6 +42,14 @@ std::map<std::string, ParamValue> preprocess_params(const DemoConfig& c) {
   return {{"mode", c.preprocess_mode}, {"size", c.image_size}};
 }
 
+// The whole clip's log-mel in one window (normalised over the window, as Whisper does per input).
+std::map<std::string, ParamValue> log_mel_params(const DemoConfig& c) {
+  return {{"n_mels", c.n_mels},
+          {"mode", std::string("whole")},
+          {"window_s", 30.0},
+          {"normalize", std::string("window")}};
+}
+
 bool has_audio_stream(const std::string& path) {
   const auto probe = probe_media(path);
   for (const auto& s : probe.value("streams", nlohmann::json::array()))
@@ -70,9 +67,9 @@ ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
       .connect("src.video", "pre.in")
       .output("pre.out");
   if (audio)
-    b.add("mel", "LogMel", {{"n_mels", config.n_mels}})
-        .connect("src.audio", "mel.in")
-        .output("mel.out");
+    b.add("mel", "LogMel", log_mel_params(config))
+        .connect("src.audio", "mel.audio")
+        .output("mel.mel");
   auto graph = b.build(demo_registry());
   ClipTensors t;
   std::mutex mu;
@@ -82,7 +79,7 @@ ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
     t.frame_us.push_back(p.timestamp().us());
   });
   if (audio)
-    graph->observe("mel.out", [&](const Packet& p) {
+    graph->observe("mel.mel", [&](const Packet& p) {
       std::lock_guard lock(mu);
       t.mels.push_back(p.get<at::Tensor>());
       t.mel_us.push_back(p.timestamp().us());
@@ -135,7 +132,8 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
             {"stream", std::string("clip/video")},
             {"device", device_}})
       .add("question", "TextSource", {{"text", std::string(kQuestionText[size_t(q)])}})
-      .add("tokenize", "Tokenizer", {{"tokenizer", std::string("byte")}})
+      .add("tokenize", "TextEncoder",
+           {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
       .add("seq", "UnifiedSequencer", {})
       .add("generate", "Generate",
            {{"dim", c.dim},
@@ -156,7 +154,7 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
       .output("generate.text")
       .output("seq.sequence");
   if (r.has_audio)
-    b.add("mel", "LogMel", {{"n_mels", c.n_mels}})
+    b.add("mel", "LogMel", log_mel_params(c))
         .add("audio", "AudioEncoder",
              {{"n_mels", c.n_mels},
               {"width", c.audio_width},
@@ -167,8 +165,8 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
               {"prefix", std::string(kAudioPrefix)},
               {"stream", std::string("clip/audio")},
               {"device", device_}})
-        .connect("src.audio", "mel.in")
-        .connect("mel.out", "audio.mel")
+        .connect("src.audio", "mel.audio")
+        .connect("mel.mel", "audio.mel")
         .connect("audio.tokens", "seq.audio");
   auto graph = b.build(demo_registry());
   std::mutex mu;
