@@ -33,7 +33,7 @@ using namespace omni::demo;
 namespace {
 
 struct Options {
-  std::string train, val, out = "models/shapes_voices";
+  std::string train, val, out = "models/shapes_voices", init;
   int steps = 1500, batch = 6, eval_every = 250, val_clips = 100, threads = 2;
   double lr = 1e-3, weight_decay = 0.01;
   uint64_t seed = 1;
@@ -154,6 +154,7 @@ int main(int argc, char** argv) {
   app.add_option("--val-clips", o.val_clips, "validation clips used");
   app.add_option("--max-clips", o.max_clips, "use at most this many training clips (0 = all)");
   app.add_option("--threads", o.threads, "libtorch intra-op threads");
+  app.add_option("--init", o.init, "start from this model directory's weights (continue training)");
   app.add_flag("--quiet", o.quiet, "less output");
   CLI11_PARSE(app, argc, argv);
 
@@ -168,6 +169,8 @@ int main(int argc, char** argv) {
     const double prep_s = since(t_start);
 
     ShapesVoices model(cfg);
+    if (!o.init.empty())
+      load_weights(*model, *SafeTensorsFile::open((fs::path(o.init) / "model.safetensors").string()));
     model->train();
     int64_t n_params = 0;
     for (const auto& p : model->parameters()) n_params += p.numel();
