@@ -170,7 +170,8 @@ int main(int argc, char** argv) {
 
     ShapesVoices model(cfg);
     if (!o.init.empty())
-      load_weights(*model, *SafeTensorsFile::open((fs::path(o.init) / "model.safetensors").string()));
+      load_weights(*model,
+                   *SafeTensorsFile::open((fs::path(o.init) / "model.safetensors").string()));
     model->train();
     int64_t n_params = 0;
     for (const auto& p : model->parameters()) n_params += p.numel();
