@@ -32,8 +32,8 @@ class LoopContext final : public Context {
 };
 
 void set_hop_counters(benchmark::State& state, int64_t hops) {
-  state.counters["us_per_packet_hop"] = benchmark::Counter(
-      static_cast<double>(kPackets * hops) / 1e6,
+  state.counters["time_per_packet_hop"] = benchmark::Counter(
+      static_cast<double>(kPackets * hops),
       benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
   state.SetItemsProcessed(state.iterations() * kPackets * hops);
 }
