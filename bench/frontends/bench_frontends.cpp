@@ -9,10 +9,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <ctime>
-#include <utility>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "modalities/audio/log_mel.h"
