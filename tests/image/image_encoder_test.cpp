@@ -280,7 +280,7 @@ TEST(ImageEncoderNode, RunsInAGraphIntoTensorDump) {
 TEST(ImageEncoderNode, FramesArePreprocessedLikeImagePreprocess) {
   Frame f;
   f.rgb = cv::Mat(50, 70, CV_8UC3);
-  cv::randu(f.rgb, cv::Scalar::all(0), cv::Scalar::all(255));
+  for (int i = 0; i < 50 * 70 * 3; ++i) f.rgb.data[i] = static_cast<uint8_t>(i * 2654435761u >> 24);
   const Packet fp = make_packet<Frame>(f, Timestamp(40));
 
   ImagePreprocess pre;
