@@ -12,13 +12,13 @@
 namespace omni {
 namespace {
 
-at::Tensor layer_norm(const at::Tensor& x, const torch::nn::LayerNorm& ln) {
+at::Tensor naive_layer_norm(const at::Tensor& x, const torch::nn::LayerNorm& ln) {
   at::Tensor mu = x.mean(-1, true);
   at::Tensor var = (x - mu).pow(2).mean(-1, true);
   return (x - mu) / (var + 1e-5).sqrt() * ln->weight + ln->bias;
 }
 
-at::Tensor gelu(const at::Tensor& x) { return 0.5 * x * (1 + at::erf(x / std::sqrt(2.0))); }
+at::Tensor naive_gelu(const at::Tensor& x) { return 0.5 * x * (1 + at::erf(x / std::sqrt(2.0))); }
 
 // One sequence at a time, one head at a time, explicit softmax.
 at::Tensor naive(EncoderBlockImpl& b, const at::Tensor& x, const at::Tensor& mask) {
@@ -26,7 +26,7 @@ at::Tensor naive(EncoderBlockImpl& b, const at::Tensor& x, const at::Tensor& mas
   std::vector<at::Tensor> outs;
   for (int64_t s = 0; s < x.size(0); ++s) {
     at::Tensor xs = x[s];
-    at::Tensor qkv = at::matmul(layer_norm(xs, b.norm1), b.qkv->weight.t()) + b.qkv->bias;
+    at::Tensor qkv = at::matmul(naive_layer_norm(xs, b.norm1), b.qkv->weight.t()) + b.qkv->bias;
     std::vector<at::Tensor> heads;
     for (int64_t i = 0; i < h; ++i) {
       at::Tensor q = qkv.slice(1, i * dh, (i + 1) * dh);
@@ -37,7 +37,8 @@ at::Tensor naive(EncoderBlockImpl& b, const at::Tensor& x, const at::Tensor& mas
       heads.push_back(at::matmul(at::softmax(sc, -1), v));
     }
     at::Tensor y = xs + at::matmul(at::cat(heads, 1), b.proj->weight.t()) + b.proj->bias;
-    at::Tensor m = gelu(at::matmul(layer_norm(y, b.norm2), b.fc1->weight.t()) + b.fc1->bias);
+    at::Tensor m =
+        naive_gelu(at::matmul(naive_layer_norm(y, b.norm2), b.fc1->weight.t()) + b.fc1->bias);
     outs.push_back(y + at::matmul(m, b.fc2->weight.t()) + b.fc2->bias);
   }
   return at::stack(outs);
