@@ -63,7 +63,8 @@ class Builder {
     p.modality = Modality::kText;
     p.ids = c.ids.defined() ? c.ids.to(at::kCPU, at::kLong).reshape({-1}) : at::Tensor();
     p.embeddings = c.ids.defined() ? at::Tensor() : c.embeddings;
-    for (int64_t i = 0; i < n; ++i) push(Modality::kText, next_ + i, next_ + i, next_ + i);
+    const int64_t base = next_;  // push() moves next_ along
+    for (int64_t i = 0; i < n; ++i) push(Modality::kText, base + i, base + i, base + i);
     add_piece(std::move(p));
   }
 

@@ -1,6 +1,7 @@
 #include "fusion/heads.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/modules/linear.h>
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -174,7 +175,8 @@ at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Te
                      std::to_string(options.dim()) + "], got " + c10::str(embeds.sizes()));
   const int64_t B = embeds.size(0), L = embeds.size(1);
   at::Tensor pos = positions;
-  if (pos.dim() == 2) pos = pos.unsqueeze(1).expand({3, B, L});
+  if (pos.dim() == 2 && pos.size(0) == 3 && pos.size(1) == L)
+    pos = pos.unsqueeze(1).expand({3, B, L});
   if (pos.dim() != 3 || pos.size(0) != 3 || pos.size(1) != B || pos.size(2) != L)
     throw InputError("FusionTransformer: positions must be [3, L] or [3, B, L] for L = " +
                      std::to_string(L) + ", got " + c10::str(positions.sizes()));

@@ -42,8 +42,10 @@ at::Tensor attention_explicit(const at::Tensor& q, const at::Tensor& k, const at
   at::Tensor m = combined_bool_mask(q, k, mask, causal);
   if (m.defined()) scores.masked_fill_(m.logical_not(), -std::numeric_limits<float>::infinity());
   at::Tensor p = at::softmax(scores, -1);
-  // Rows with every key masked give NaN from softmax; they attend to nothing.
-  if (m.defined()) p = at::nan_to_num(p, 0.0);
+  // Rows with every key masked give NaN from softmax; they attend to nothing. The causal rule
+  // alone (keys >= queries) always leaves each row a key, so skip that pass over [.., Lq, Lk].
+  const bool causal_only = causal && !mask.defined();
+  if (m.defined() && !(causal_only && k.size(-2) >= q.size(-2))) p = at::nan_to_num(p, 0.0);
   return at::matmul(p, v.to(compute)).to(q.scalar_type());
 }
 

@@ -278,7 +278,7 @@ TEST(Heads, PooledAndClassification) {
   at::Tensor h = at::randn({2, 5, 64});
   PooledHead pool(64);
   EXPECT_TRUE(at::allclose(pool(h), h.mean(1)));
-  at::Tensor mask = at::tensor({1, 1, 0, 0, 0, 1, 1, 1, 1, 1}, at::kBool).view({2, 5});
+  at::Tensor mask = (at::tensor({1, 1, 0, 0, 0, 1, 1, 1, 1, 1}, at::kLong) != 0).view({2, 5});
   at::Tensor pm = pool(h, mask);
   EXPECT_TRUE(at::allclose(pm[0], h[0].slice(0, 0, 2).mean(0)));
   EXPECT_TRUE(at::allclose(pm[1], h[1].mean(0)));

@@ -1,0 +1,218 @@
+// The fusion nodes in a running graph: TokenChunk sources -> UnifiedSequencer -> Generate /
+// FusionEncode, with truncation counted and warned, the debug dump's JSON, and registration.
+#include "fusion/nodes.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "core/core_nodes.h"
+#include "core/graph.h"
+#include "core/json_codec.h"
+#include "fusion/fusion_nodes.h"
+#include "fusion/sequencer.h"
+
+namespace omni {
+namespace {
+
+// Emits `count` TokenChunks of one modality, one per `step_us`: video frames (2x2 grid), audio
+// (25 tokens per second of chunk) or a text prompt (byte ids of "hi?").
+class ChunkSource : public Node {
+ public:
+  static Contract contract() {
+    return Contract()
+        .output<TokenChunk>("out")
+        .param("kind", "video", "video | audio | text")
+        .param("count", int64_t{3}, "chunks")
+        .param("step_us", int64_t{1000000}, "time between chunks")
+        .param("dim", int64_t{32}, "embedding width");
+  }
+  void open(Context& ctx) override {
+    kind_ = ctx.params().get_string("kind");
+    count_ = ctx.params().get_int("count");
+    step_ = ctx.params().get_int("step_us");
+    dim_ = ctx.params().get_int("dim");
+  }
+  Flow process(Context& ctx) override {
+    if (i_ >= count_) return Flow::kDone;
+    TokenChunk c;
+    c.start_us = i_ * step_;
+    c.stream = "clip/" + kind_;
+    if (kind_ == "text") {
+      c.modality = Modality::kText;
+      c.ids = at::tensor({104, 105, 63}, at::kLong);
+      c.grid_w = 3;
+    } else if (kind_ == "audio") {
+      c.modality = Modality::kAudio;
+      const int64_t n = step_ * 25 / 1000000;
+      c.embeddings = at::randn({n, dim_});
+      c.grid_w = n;
+      c.end_us = c.start_us + step_;
+    } else {
+      c.modality = Modality::kVideo;
+      c.embeddings = at::randn({4, dim_});
+      c.grid_h = c.grid_w = 2;
+      c.end_us = c.start_us;
+    }
+    ctx.emit<TokenChunk>("out", std::move(c), Timestamp(i_ * step_));
+    ++i_;
+    return Flow::kContinue;
+  }
+
+ private:
+  std::string kind_;
+  int64_t count_ = 0, step_ = 0, dim_ = 0, i_ = 0;
+};
+
+std::map<std::string, ParamValue> model_params(int64_t max_new = 4) {
+  return {{"dim", int64_t{32}},     {"layers", int64_t{1}},      {"heads", int64_t{4}},
+          {"kv_heads", int64_t{2}}, {"max_new_tokens", max_new}, {"seed", int64_t{3}}};
+}
+
+const NodeStats& stats_of(const GraphStats& s, const std::string& name) {
+  for (const auto& n : s.nodes)
+    if (n.name == name) return n;
+  throw std::runtime_error("no node " + name);
+}
+
+TEST(FusionNodes, RegisteredWithContracts) {
+  Registry r;
+  register_fusion_nodes(r);
+  for (const char* n : {"UnifiedSequencer", "Generate", "FusionEncode"}) EXPECT_TRUE(r.contains(n));
+  const Contract& c = r.get("UnifiedSequencer").contract;
+  EXPECT_EQ(c.inputs().size(), 4u);
+  EXPECT_EQ(c.outputs().at(0).type.name, "FusedSequence");
+  EXPECT_NE(c.find_param("segment_s"), nullptr);
+  EXPECT_EQ(r.get("Generate").contract.outputs().at(0).type.name, "string");
+}
+
+TEST(FusionNodes, ClipThroughSequencerAndGenerate) {
+  Registry r;
+  register_core_nodes(r);
+  register_fusion_nodes(r);
+  GraphBuilder b("fuse_test");
+  b.add<ChunkSource>("video", {{"kind", "video"}, {"count", int64_t{4}}});
+  b.add<ChunkSource>("audio", {{"kind", "audio"}, {"count", int64_t{4}}});
+  b.add<ChunkSource>("prompt", {{"kind", "text"}, {"count", int64_t{1}}});
+  b.add("seq", "UnifiedSequencer", {{"max_audio_tokens", int64_t{60}}});
+  b.add("gen", "Generate", model_params());
+  b.add("enc", "FusionEncode",
+        {{"dim", int64_t{32}},
+         {"layers", int64_t{1}},
+         {"heads", int64_t{4}},
+         {"kv_heads", int64_t{2}}});
+  b.connect("video.out", "seq.video").connect("audio.out", "seq.audio");
+  b.connect("prompt.out", "seq.text");
+  b.connect("seq.sequence", "gen.sequence").connect("seq.sequence", "enc.sequence");
+  b.output("seq.sequence").output("gen.text").output("gen.ids").output("enc.embedding");
+  auto g = b.build(r);
+  std::mutex mu;
+  std::vector<Packet> seqs, texts, ids, embs;
+  g->observe("seq.sequence", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    seqs.push_back(p);
+  });
+  g->observe("gen.text", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    texts.push_back(p);
+  });
+  g->observe("gen.ids", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    ids.push_back(p);
+  });
+  g->observe("enc.embedding", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    embs.push_back(p);
+  });
+  g->run();
+  ASSERT_EQ(seqs.size(), 1u);
+  const auto& s = seqs[0].get<FusedSequence>();
+  EXPECT_EQ(s.tokens.at("video"), 16);
+  EXPECT_EQ(s.tokens.at("audio"), 60);  // 100 produced, budget 60
+  EXPECT_EQ(s.tokens.at("text"), 3);
+  const GraphStats stats = g->stats();
+  const auto& st = stats_of(stats, "seq");
+  EXPECT_EQ(st.counters.at("truncated_audio_tokens"), 40);
+  ASSERT_FALSE(st.warnings.empty());
+  EXPECT_NE(st.warnings[0].find("40 audio tokens dropped"), std::string::npos);
+  ASSERT_EQ(texts.size(), 1u);
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_LE(ids[0].get<std::vector<int64_t>>().size(), 4u);
+  EXPECT_EQ(texts[0].get<std::string>(), decode_byte_ids(ids[0].get<std::vector<int64_t>>()));
+  ASSERT_EQ(embs.size(), 1u);
+  EXPECT_EQ(embs[0].get<at::Tensor>().sizes(), at::IntArrayRef({32}));
+
+  // The debug dump: per-token modality with boundaries by name, positions, text ids.
+  nlohmann::json j;
+  packet_to_json(seqs[0], j);
+  EXPECT_EQ(j["length"], s.length());
+  EXPECT_EQ(j["modality"][0], "video_start");
+  EXPECT_EQ(j["modality"][1], "audio_start");
+  EXPECT_EQ(j["t"].size(), static_cast<size_t>(s.length()));
+  EXPECT_EQ(j["truncated"]["audio"], 40);
+  EXPECT_EQ(j["text_ids"][s.length() - 1], 63);
+}
+
+TEST(FusionNodes, StreamingSegmentsAndGenerateWithCache) {
+  Registry r;
+  register_fusion_nodes(r);
+  GraphBuilder b("stream_test");
+  b.add<ChunkSource>("video", {{"kind", "video"}, {"count", int64_t{6}}});
+  b.add<ChunkSource>("audio", {{"kind", "audio"}, {"count", int64_t{6}}});
+  b.add("seq", "UnifiedSequencer", {{"segment_s", 2.0}});
+  auto gp = model_params(2);
+  gp["stream"] = true;
+  b.add("gen", "Generate", gp);
+  b.connect("video.out", "seq.video").connect("audio.out", "seq.audio");
+  b.connect("seq.sequence", "gen.sequence");
+  b.output("seq.sequence").output("gen.text");
+  auto g = b.build(r);
+  std::vector<Packet> seqs, texts;
+  g->observe("seq.sequence", [&](const Packet& p) { seqs.push_back(p); });
+  g->observe("gen.text", [&](const Packet& p) { texts.push_back(p); });
+  g->run();
+  ASSERT_EQ(seqs.size(), 3u);
+  EXPECT_EQ(texts.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const auto& s = seqs[i].get<FusedSequence>();
+    EXPECT_EQ(s.segment, i);
+    EXPECT_EQ(s.tokens.at("video"), 8);
+    EXPECT_EQ(s.tokens.at("audio"), 50);
+    if (i > 0)
+      EXPECT_EQ(s.positions.min().item<int64_t>(),
+                seqs[i - 1].get<FusedSequence>().next_position());
+  }
+}
+
+TEST(FusionNodes, ConfigErrorsNameTheNode) {
+  Registry r;
+  register_fusion_nodes(r);
+  GraphBuilder b("bad");
+  b.add<ChunkSource>("video", {});
+  b.add("seq", "UnifiedSequencer", {{"text_position", "middle"}});
+  b.connect("video.out", "seq.video");
+  auto g = b.build(r);
+  try {
+    g->run();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("text_position"), std::string::npos) << e.what();
+  }
+  GraphBuilder b2("bad2");
+  b2.add<ChunkSource>("video", {{"dim", int64_t{16}}});
+  b2.add("seq", "UnifiedSequencer", {});
+  b2.add("gen", "Generate", model_params());
+  b2.connect("video.out", "seq.video").connect("seq.sequence", "gen.sequence");
+  auto g2 = b2.build(r);
+  try {
+    g2->run();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out_dim"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace omni
