@@ -99,6 +99,11 @@ function(omni_cuda_finish target)
       endif()
     endif()
   endforeach()
+  # public/mkl.cmake adds ${MKL_ROOT}/lib... link directories even when MKL is absent, which
+  # end up as /lib/intel64 entries in every binary's RUNPATH.
+  if(TARGET caffe2::mkl AND NOT MKL_FOUND)
+    set_property(TARGET caffe2::mkl PROPERTY INTERFACE_LINK_DIRECTORIES "")
+  endif()
   # libtorch's config lists libnvrtc by path in TORCH_LIBRARIES; nothing of ours calls NVRTC.
   set(_libs ${TORCH_LIBRARIES})
   if(CUDA_NVRTC_LIB)
