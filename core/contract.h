@@ -81,7 +81,7 @@ class Contract {
   const std::vector<PortSpec>& outputs() const { return outputs_; }
   const std::vector<ParamSpec>& params() const { return params_; }
   InputPolicy policy() const { return policy_; }
-  bool reentrant() const { return reentrant_; }
+  bool is_reentrant() const { return reentrant_; }
   bool is_source() const { return inputs_.empty(); }
   // Index of a port, or -1.
   int input_index(const std::string& name) const;

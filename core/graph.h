@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/node.h"
@@ -28,7 +29,7 @@ struct EdgeOptions {
 struct GraphSpec {
   struct NodeSpec {
     std::string name;
-    std::string type;  // registered type name
+    std::string type;                          // registered type name
     std::map<std::string, ParamValue> params;  // only the ones set explicitly
     std::optional<InputPolicy> policy;
     std::string where;  // "file.yaml:12:5" for error messages, empty when built in C++
@@ -50,8 +51,8 @@ struct NodeStats {
   std::string name, type;
   std::map<std::string, int64_t> packets_out;  // per output port
   int64_t calls = 0;
-  double p50_us = 0, p99_us = 0, max_us = 0;  // process() time
-  int64_t dropped = 0;                        // drops on this node's input edges
+  double p50_us = 0, p99_us = 0, max_us = 0;        // process() time
+  int64_t dropped = 0;                              // drops on this node's input edges
   std::map<std::string, int64_t> queue_high_water;  // per input port
   std::map<std::string, int64_t> counters;          // Context::count()
   std::vector<std::string> warnings;
@@ -63,25 +64,34 @@ struct GraphStats {
 };
 
 struct RunOptions {
-  int workers = 0;              // 0: hardware concurrency
-  std::string trace_path;       // Chrome-trace JSON written here when non-empty
+  int workers = 0;                                 // 0: hardware concurrency
+  std::string trace_path;                          // Chrome-trace JSON written here when non-empty
   std::chrono::milliseconds deadlock_grace{2000};  // all-blocked time before reporting deadlock
 };
 
+// Parses "node.port" (node names may contain '/', ports may not contain '.'); throws ConfigError.
+std::pair<std::string, std::string> split_stream(const std::string& stream);
+
 class Graph;
+namespace detail {
+struct GraphAccess;
+}
 
 // C++ builder. Nodes are added by registered type name or directly as a C++ class.
 class GraphBuilder {
  public:
   explicit GraphBuilder(std::string name = "graph");
+  // Starts from a declarative spec (what load_graph uses; keeps the file:line of each entry).
+  explicit GraphBuilder(GraphSpec spec);
   // By registered type; params are checked against the contract in build().
   GraphBuilder& add(const std::string& name, const std::string& type,
                     std::map<std::string, ParamValue> params = {});
   // By C++ class with `static Contract contract()` (no registry needed).
   template <class N>
   GraphBuilder& add(const std::string& name, std::map<std::string, ParamValue> params = {}) {
-    return add_type(name, NodeType{std::string(typeid(N).name()), N::contract(),
-                                   [] { return std::unique_ptr<Node>(new N()); }},
+    return add_type(name,
+                    NodeType{demangle(typeid(N).name()), N::contract(),
+                             [] { return std::unique_ptr<Node>(new N()); }},
                     std::move(params));
   }
   // A node instance made by the caller (for tests and programs that hold state in a node).
@@ -97,6 +107,7 @@ class GraphBuilder {
 
   GraphBuilder& add_type(const std::string& name, NodeType type,
                          std::map<std::string, ParamValue> params);
+  const GraphSpec& spec() const;
 
  private:
   friend class Graph;
@@ -134,6 +145,7 @@ class Graph {
 
  private:
   friend class GraphBuilder;
+  friend struct detail::GraphAccess;
   Graph();
   struct Impl;
   std::unique_ptr<Impl> impl_;

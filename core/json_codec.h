@@ -17,8 +17,9 @@ const JsonEncoder* find_json_encoder(const TypeId& type);
 
 template <class T>
 void register_to_json(std::function<void(const T&, nlohmann::json&)> fn) {
-  register_json_encoder(type_id<T>(),
-                        [fn = std::move(fn)](const Packet& p, nlohmann::json& j) { fn(p.get<T>(), j); });
+  register_json_encoder(type_id<T>(), [fn = std::move(fn)](const Packet& p, nlohmann::json& j) {
+    fn(p.get<T>(), j);
+  });
 }
 
 // Writes the packet's payload: the registered encoder, or {"type": name} if there is none.

@@ -33,6 +33,8 @@ class Context {
   const Packet& input(std::string_view port) const { return input(input_port(port)); }
   // True once the input will deliver no more packets.
   virtual bool input_done(int port) const = 0;
+  // "node.port" of the stream connected to an input ("" when unconnected or unknown).
+  virtual std::string input_stream(int /*port*/) const { return {}; }
 
   // Emits a packet. Its timestamp must be strictly greater than the last one on this output and
   // not below the output's bound; violations throw an Error naming the node and port.

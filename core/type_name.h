@@ -16,10 +16,10 @@ struct TypeName {
   static constexpr const char* value = nullptr;
 };
 
-#define OMNI_TYPE_NAME(T, NAME)                    \
-  template <>                                      \
-  struct omni::TypeName<T> {                       \
-    static constexpr const char* value = NAME;     \
+#define OMNI_TYPE_NAME(T, NAME)                \
+  template <>                                  \
+  struct omni::TypeName<T> {                   \
+    static constexpr const char* value = NAME; \
   }
 
 std::string demangle(const char* mangled);
@@ -36,9 +36,9 @@ struct AnyType {};
 
 template <class T>
 const TypeId& type_id() {
-  static const TypeId id{std::type_index(typeid(T)),
-                         TypeName<T>::value ? std::string(TypeName<T>::value)
-                                            : demangle(typeid(T).name())};
+  static const TypeId id{std::type_index(typeid(T)), TypeName<T>::value
+                                                         ? std::string(TypeName<T>::value)
+                                                         : demangle(typeid(T).name())};
   return id;
 }
 

@@ -1,0 +1,301 @@
+#include "modalities/common/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace omni {
+namespace {
+
+// A header this large is not a weights file; refusing it bounds the JSON parser's memory.
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+struct DtypeInfo {
+  const char* name;
+  at::ScalarType type;
+  int64_t size;
+};
+
+constexpr DtypeInfo kDtypes[] = {
+    {"F64", at::kDouble, 8},    {"F32", at::kFloat, 4}, {"F16", at::kHalf, 2},
+    {"BF16", at::kBFloat16, 2}, {"I64", at::kLong, 8},  {"I32", at::kInt, 4},
+    {"I16", at::kShort, 2},     {"I8", at::kChar, 1},   {"U8", at::kByte, 1},
+    {"BOOL", at::kBool, 1},
+};
+
+const DtypeInfo* dtype_by_name(const std::string& n) {
+  for (const auto& d : kDtypes)
+    if (n == d.name) return &d;
+  return nullptr;
+}
+
+const DtypeInfo* dtype_by_type(at::ScalarType t) {
+  for (const auto& d : kDtypes)
+    if (t == d.type) return &d;
+  return nullptr;
+}
+
+std::string known_dtypes() {
+  std::string s;
+  for (const auto& d : kDtypes) s += std::string(s.empty() ? "" : ", ") + d.name;
+  return s;
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw InputError("safetensors file '" + path + "': " + what);
+}
+
+// Owns the read-only mapping; tensors hold a shared_ptr to it through their deleter context.
+struct Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base && base != MAP_FAILED) munmap(base, size);
+  }
+};
+
+struct Entry {
+  const DtypeInfo* dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;  // relative to the data region
+};
+
+class MappedFile final : public SafeTensorsFile {
+ public:
+  explicit MappedFile(std::string path) : path_(std::move(path)) { load(); }
+
+  const std::string& path() const override { return path_; }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    out.reserve(entries_.size());
+    for (const auto& [k, v] : entries_) out.push_back(k);
+    return out;
+  }
+  bool contains(const std::string& name) const override { return entries_.count(name) != 0; }
+  at::Tensor get(const std::string& name) const override {
+    const Entry& e = entry(name);
+    const auto opts = at::TensorOptions().dtype(e.dtype->type);
+    char* ptr = static_cast<char*>(map_->base) + data_offset_ + e.begin;
+    if (e.end == e.begin) return at::empty(e.shape, opts);
+    // Other writers may place tensors at offsets not aligned to the element size; a zero-copy
+    // view would then be misaligned, so copy those.
+    if (reinterpret_cast<uintptr_t>(ptr) % e.dtype->size != 0) {
+      at::Tensor out = at::empty(e.shape, opts);
+      std::memcpy(out.data_ptr(), ptr, e.end - e.begin);
+      return out;
+    }
+    auto* holder = new std::shared_ptr<Mapping>(map_);
+    // The mapping is read-only (PROT_READ): a write through this tensor faults. from_blob needs a
+    // non-const pointer; callers that need to modify clone() first (load_weights copies).
+    return at::from_blob(
+        ptr, e.shape, [holder](void*) { delete holder; }, opts);
+  }
+  std::vector<int64_t> shape(const std::string& name) const override { return entry(name).shape; }
+  const std::map<std::string, std::string>& metadata() const override { return metadata_; }
+
+ private:
+  const Entry& entry(const std::string& name) const {
+    auto it = entries_.find(name);
+    if (it == entries_.end()) fail(path_, "no tensor named '" + name + "'");
+    return it->second;
+  }
+
+  void load() {
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(path_, std::string("cannot open: ") + std::strerror(errno));
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      fail(path_, std::string("cannot stat: ") + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      fail(path_, "not a regular file");
+    }
+    map_ = std::make_shared<Mapping>();
+    map_->size = static_cast<size_t>(st.st_size);
+    if (map_->size < 8) {
+      ::close(fd);
+      fail(path_, "file is " + std::to_string(map_->size) +
+                      " bytes, shorter than the 8-byte header length (truncated?)");
+    }
+    map_->base = mmap(nullptr, map_->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    ::close(fd);
+    if (map_->base == MAP_FAILED) {
+      map_->base = nullptr;
+      fail(path_, std::string("mmap failed: ") + std::strerror(err));
+    }
+    const auto* bytes = static_cast<const unsigned char*>(map_->base);
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little endian
+    if (header_len > kMaxHeaderBytes)
+      fail(path_, "header length " + std::to_string(header_len) + " exceeds the bound of " +
+                      std::to_string(kMaxHeaderBytes) + " bytes");
+    if (header_len > map_->size - 8)
+      fail(path_, "header length " + std::to_string(header_len) + " runs past the end of the " +
+                      std::to_string(map_->size) + "-byte file (truncated?)");
+    data_offset_ = 8 + header_len;
+    const uint64_t data_size = map_->size - data_offset_;
+
+    nlohmann::json header;
+    try {
+      header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8),
+                                     reinterpret_cast<const char*>(bytes + 8 + header_len));
+    } catch (const nlohmann::json::exception& e) {
+      fail(path_, std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) fail(path_, "header is not a JSON object");
+
+    std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+      const std::string& name = it.key();
+      const auto& v = it.value();
+      if (name == "__metadata__") {
+        if (!v.is_object()) fail(path_, "__metadata__ is not an object");
+        for (auto m = v.begin(); m != v.end(); ++m) {
+          if (!m.value().is_string())
+            fail(path_, "__metadata__ value for '" + m.key() + "' is not a string");
+          metadata_[m.key()] = m.value().get<std::string>();
+        }
+        continue;
+      }
+      const std::string where = "tensor '" + name + "': ";
+      if (!v.is_object()) fail(path_, where + "entry is not an object");
+      auto dt = v.find("dtype");
+      auto sh = v.find("shape");
+      auto off = v.find("data_offsets");
+      if (dt == v.end() || sh == v.end() || off == v.end())
+        fail(path_, where + "entry needs dtype, shape and data_offsets");
+      if (!dt->is_string()) fail(path_, where + "dtype is not a string");
+      Entry e{};
+      e.dtype = dtype_by_name(dt->get<std::string>());
+      if (!e.dtype)
+        fail(path_, where + "unknown dtype '" + dt->get<std::string>() +
+                        "' (known: " + known_dtypes() + ")");
+      if (!sh->is_array()) fail(path_, where + "shape is not an array");
+      // Count elements with overflow checks: a lying shape must not wrap around to a small size.
+      uint64_t numel = 1;
+      bool overflow = false;
+      for (const auto& d : *sh) {
+        if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
+          fail(path_, where + "shape has a non-integer or negative dimension");
+        uint64_t dim = d.get<uint64_t>();
+        if (dim > uint64_t(std::numeric_limits<int64_t>::max())) overflow = true;
+        if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
+        numel *= dim;
+        e.shape.push_back(static_cast<int64_t>(dim));
+      }
+      if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+          !(*off)[1].is_number_unsigned())
+        fail(path_, where + "data_offsets must be two non-negative integers");
+      e.begin = (*off)[0].get<uint64_t>();
+      e.end = (*off)[1].get<uint64_t>();
+      if (e.end < e.begin)
+        fail(path_, where + "data_offsets [" + std::to_string(e.begin) + ", " +
+                        std::to_string(e.end) + "] end before they begin");
+      if (e.end > data_size)
+        fail(path_, where + "data_offsets end " + std::to_string(e.end) +
+                        " lies outside the data region of " + std::to_string(data_size) +
+                        " bytes (truncated file or lying offsets)");
+      const uint64_t esize = static_cast<uint64_t>(e.dtype->size);
+      if (overflow || numel > std::numeric_limits<uint64_t>::max() / esize ||
+          numel * esize != e.end - e.begin) {
+        std::string shape_s;
+        for (auto d : e.shape) shape_s += (shape_s.empty() ? "" : ",") + std::to_string(d);
+        fail(path_, where + "shape [" + shape_s + "] x " + e.dtype->name + " needs " +
+                        (overflow ? std::string("more than 2^64") : std::to_string(numel * esize)) +
+                        " bytes but data_offsets give " + std::to_string(e.end - e.begin));
+      }
+      ranges.push_back({{e.begin, e.end}, name});
+      entries_.emplace(name, std::move(e));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    // Sweep in start order keeping the range that reaches furthest; empty tensors occupy no bytes.
+    const std::pair<std::pair<uint64_t, uint64_t>, std::string>* reach = nullptr;
+    for (const auto& r : ranges) {
+      if (r.first.first == r.first.second) continue;
+      if (reach && r.first.first < reach->first.second)
+        fail(path_,
+             "tensors '" + reach->second + "' and '" + r.second + "' have overlapping byte ranges");
+      if (!reach || r.first.second > reach->first.second) reach = &r;
+    }
+  }
+
+  std::string path_;
+  std::shared_ptr<Mapping> map_;
+  uint64_t data_offset_ = 0;
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace
+
+std::shared_ptr<SafeTensorsFile> SafeTensorsFile::open(const std::string& path) {
+  return std::make_shared<MappedFile>(path);
+}
+
+TensorMap SafeTensorsFile::all() const {
+  TensorMap out;
+  for (const auto& n : names()) out.emplace(n, get(n));
+  return out;
+}
+
+void save_safetensors(const std::string& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  // std::map iterates in sorted key order, so the byte layout follows the sorted names.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata) m[k] = v;
+    header["__metadata__"] = m;
+  }
+  std::vector<at::Tensor> blobs;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (name == "__metadata__") throw InputError("save_safetensors: '__metadata__' is reserved");
+    if (!t.defined())
+      throw InputError("save_safetensors '" + path + "': tensor '" + name + "' is undefined");
+    const DtypeInfo* d = dtype_by_type(t.scalar_type());
+    if (!d)
+      throw InputError("save_safetensors '" + path + "': tensor '" + name + "' has dtype " +
+                       std::string(c10::toString(t.scalar_type())) +
+                       " (supported: " + known_dtypes() + ")");
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    const uint64_t nbytes = static_cast<uint64_t>(c.numel()) * d->size;
+    header[name] = {{"dtype", d->name},
+                    {"shape", c.sizes().vec()},
+                    {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+    blobs.push_back(c);
+  }
+  std::string h = header.dump();
+  // Pad with spaces so the data region starts 8-byte aligned (every dtype's view is aligned).
+  while ((8 + h.size()) % 8 != 0) h.push_back(' ');
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw InputError("save_safetensors: cannot open '" + path + "' for writing");
+  unsigned char len[8];
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
+  f.write(reinterpret_cast<const char*>(len), 8);
+  f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  for (const auto& c : blobs)
+    f.write(static_cast<const char*>(c.data_ptr()),
+            static_cast<std::streamsize>(c.numel() * c.element_size()));
+  f.flush();
+  if (!f) throw InputError("save_safetensors: write to '" + path + "' failed");
+}
+
+}  // namespace omni
