@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -954,7 +955,8 @@ std::string GraphStats::to_json() const {
     o["outputs"] = nlohmann::json::object();
     for (const auto& [port, count] : n.packets_out) o["outputs"][port] = {{"packets", count}};
     o["calls"] = n.calls;
-    o["process_us"] = {{"p50", n.p50_us}, {"p99", n.p99_us}, {"max", n.max_us}};
+    auto r3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
+    o["process_us"] = {{"p50", r3(n.p50_us)}, {"p99", r3(n.p99_us)}, {"max", r3(n.max_us)}};
     o["dropped"] = n.dropped;
     o["queue_high_water"] = n.queue_high_water;
     o["counters"] = n.counters;

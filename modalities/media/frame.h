@@ -10,9 +10,9 @@
 namespace omni {
 
 struct Frame {
-  cv::Mat rgb;           // CV_8UC3, RGB order, upright (rotation metadata already applied)
-  int64_t pts_us = 0;    // presentation time in microseconds (equals the packet timestamp)
-  int64_t index = 0;     // index among emitted frames of its stream
+  cv::Mat rgb;         // CV_8UC3, RGB order, upright (rotation metadata already applied)
+  int64_t pts_us = 0;  // presentation time in microseconds (equals the packet timestamp)
+  int64_t index = 0;   // index among emitted frames of its stream
 };
 
 }  // namespace omni

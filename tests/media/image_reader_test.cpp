@@ -1,0 +1,127 @@
+// list_images / load_image_rgb on images written by the test (incl. an EXIF-rotated JPEG).
+#include "modalities/media/image_reader.h"
+
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace omni {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ImageFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(OMNI_BINARY_DIR) / "test_tmp" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+// A 80x48 BGR picture: red top-left quarter on blue.
+cv::Mat quarter_picture() {
+  cv::Mat m(48, 80, CV_8UC3, cv::Scalar(255, 0, 0));
+  m(cv::Rect(0, 0, 40, 24)).setTo(cv::Scalar(0, 0, 255));
+  return m;
+}
+
+// JPEG bytes with an EXIF APP1 segment holding only Orientation = `orientation`.
+std::vector<uchar> jpeg_with_orientation(const cv::Mat& bgr, int orientation) {
+  std::vector<uchar> jpg;
+  cv::imencode(".jpg", bgr, jpg, {cv::IMWRITE_JPEG_QUALITY, 95});
+  const uchar exif[] = {
+      0xFF, 0xE1, 0x00, 34,               // APP1, length 34 (incl. these 2 bytes)
+      'E',  'x',  'i',  'f', 0, 0,        // Exif header
+      'M',  'M',  0,    42,  0, 0, 0, 8,  // big-endian TIFF header, IFD0 at 8
+      0,    1,                            // one entry
+      0x01, 0x12, 0,    3,   0, 0, 0, 1, 0, uchar(orientation), 0, 0,  // Orientation SHORT
+      0,    0,    0,    0,                                             // no next IFD
+  };
+  jpg.insert(jpg.begin() + 2, std::begin(exif), std::end(exif));  // right after SOI
+  return jpg;
+}
+
+TEST_F(ImageFiles, FormatsComeOutRgb8) {
+  cv::Mat bgr = quarter_picture();
+  cv::imwrite(path("color.png"), bgr);
+  cv::Mat gray;
+  cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
+  cv::imwrite(path("gray.png"), gray);
+  cv::Mat bgra;
+  cv::cvtColor(bgr, bgra, cv::COLOR_BGR2BGRA);
+  cv::imwrite(path("rgba.png"), bgra);
+  cv::Mat deep;
+  bgr.convertTo(deep, CV_16UC3, 257.0);  // 255 -> 65535
+  cv::imwrite(path("deep16.png"), deep);
+
+  for (const char* name : {"color.png", "rgba.png", "deep16.png"}) {
+    cv::Mat rgb = load_image_rgb(path(name));
+    ASSERT_EQ(rgb.type(), CV_8UC3) << name;
+    ASSERT_EQ(rgb.size(), cv::Size(80, 48)) << name;
+    EXPECT_EQ(rgb.at<cv::Vec3b>(5, 5), cv::Vec3b(255, 0, 0)) << name;    // red, in RGB order
+    EXPECT_EQ(rgb.at<cv::Vec3b>(40, 70), cv::Vec3b(0, 0, 255)) << name;  // blue
+  }
+  cv::Mat g = load_image_rgb(path("gray.png"));
+  ASSERT_EQ(g.type(), CV_8UC3);
+  cv::Vec3b p = g.at<cv::Vec3b>(5, 5);
+  EXPECT_EQ(p[0], p[1]);
+  EXPECT_EQ(p[1], p[2]);
+  EXPECT_EQ(p[0], gray.at<uchar>(5, 5));
+}
+
+TEST_F(ImageFiles, ExifOrientationIsApplied) {
+  std::vector<uchar> jpg = jpeg_with_orientation(quarter_picture(), 6);  // 6: rotate 90 CW
+  std::ofstream(path("exif6.jpg"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpg.data()), std::streamsize(jpg.size()));
+  cv::Mat rgb = load_image_rgb(path("exif6.jpg"));
+  ASSERT_EQ(rgb.size(), cv::Size(48, 80));  // portrait after rotation
+  cv::Vec3b tr = rgb.at<cv::Vec3b>(5, 42), tl = rgb.at<cv::Vec3b>(5, 5);
+  EXPECT_GT(tr[0], 200);  // the red quarter moved to the top-right
+  EXPECT_LT(tr[2], 60);
+  EXPECT_LT(tl[0], 60);  // blue where it used to be
+  EXPECT_GT(tl[2], 200);
+}
+
+TEST_F(ImageFiles, FolderListingIsSortedAndFiltered) {
+  cv::Mat bgr = quarter_picture();
+  for (const char* name : {"b.png", "a.jpg", "c.PNG", "10.png"}) cv::imwrite(path(name), bgr);
+  std::ofstream(path("notes.txt")) << "not an image";
+  std::vector<std::string> all = list_images({dir_.string()});
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(fs::path(all[0]).filename(), "10.png");
+  EXPECT_EQ(fs::path(all[1]).filename(), "a.jpg");
+  EXPECT_EQ(fs::path(all[2]).filename(), "b.png");
+  EXPECT_EQ(fs::path(all[3]).filename(), "c.PNG");
+  std::vector<std::string> png = list_images({dir_.string()}, "*.png");
+  ASSERT_EQ(png.size(), 2u);
+  // Files are taken in the order given, folders expand in place.
+  std::vector<std::string> mixed = list_images({path("b.png"), dir_.string()}, "a.*");
+  ASSERT_EQ(mixed.size(), 2u);
+  EXPECT_EQ(fs::path(mixed[0]).filename(), "b.png");
+  EXPECT_EQ(fs::path(mixed[1]).filename(), "a.jpg");
+  EXPECT_THROW(list_images({path("missing.png")}), InputError);
+  EXPECT_THROW(list_images({dir_.string()}, "*.gif"), InputError);
+}
+
+TEST_F(ImageFiles, UnreadableImageIsNamed) {
+  std::ofstream(path("broken.png")) << "this is text, not a PNG";
+  try {
+    load_image_rgb(path("broken.png"));
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.png"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace omni
