@@ -10,6 +10,9 @@
 
 #include "core/graph.h"
 #include "examples/all_nodes.h"
+#ifdef OMNI_WITH_MEDIA
+#include "modalities/media/probe.h"
+#endif
 
 namespace {
 
@@ -121,6 +124,22 @@ int cmd_dot(const Registry& reg) {
   return 0;
 }
 
+#ifdef OMNI_WITH_MEDIA
+struct ProbeArgs {
+  std::string file;
+  bool json = false;
+} g_probe;
+
+int cmd_probe() {
+  const nlohmann::json info = omni::probe_media(g_probe.file);
+  if (g_probe.json)
+    std::cout << info.dump(2) << "\n";
+  else
+    std::cout << omni::probe_to_text(info);
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -154,6 +173,16 @@ int main(int argc, char** argv) {
                     return c;
                   },
                   [&reg] { return cmd_dot(reg); }});
+#ifdef OMNI_WITH_MEDIA
+  cmds.push_back({[](CLI::App& a) {
+                    auto* c =
+                        a.add_subcommand("probe", "Describe a media file's container and streams");
+                    c->add_option("file", g_probe.file, "media file")->required();
+                    c->add_flag("--json", g_probe.json, "machine-readable JSON (DESIGN.md 2a)");
+                    return c;
+                  },
+                  [] { return cmd_probe(); }});
+#endif
   for (auto& c : cmds) c.app = c.define(app);
 
   try {
