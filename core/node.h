@@ -39,7 +39,7 @@ class Context {
   // Emits a packet. Its timestamp must be strictly greater than the last one on this output and
   // not below the output's bound; violations fail the node with an Error naming node and port.
   // Emits are buffered and delivered when the call returns, so emit() never blocks on a full
-  // queue (the producer is held back instead; see docs/perf/core.md).
+  // queue (the producer is held back instead; see docs/PERFORMANCE.md).
   virtual void emit(int port, Packet p) = 0;
   void emit(std::string_view port, Packet p) { emit(output_port(port), std::move(p)); }
   template <class T>

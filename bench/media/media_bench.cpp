@@ -1,4 +1,4 @@
-// media_bench: figures for docs/perf/media.md.
+// media_bench: figures for docs/PERFORMANCE.md.
 //   media_bench throughput FILE THREADS [REPEATS]  MediaReader (video only, RGB frames) vs
 //                                                  `ffmpeg -threads N -i FILE -f null -`
 //   media_bench rss FILE                           decode video+audio, print peak RSS (MiB)
