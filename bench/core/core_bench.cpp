@@ -71,7 +71,7 @@ void BM_Chain(benchmark::State& state) {
     b.add("src", "CountingSource", {{"count", kPackets}});
     std::string prev = "src.out";
     for (int i = 0; i + 1 < hops; ++i) {
-      const std::string n = "p" + std::to_string(i);
+      const std::string n = std::string("p").append(std::to_string(i));
       b.add(n, "PassThrough");
       b.connect(prev, n + ".in");
       prev = n + ".out";
@@ -104,7 +104,7 @@ void BM_FanOutFanIn(benchmark::State& state) {
     b.add("src", "CountingSource", {{"count", kPackets}});
     b.add("merge", "Merge");
     for (int i = 0; i < 4; ++i) {
-      const std::string n = "p" + std::to_string(i);
+      const std::string n = std::string("p").append(std::to_string(i));
       b.add(n, "PassThrough");
       b.connect("src.out", n + ".in");
       b.connect(n + ".out", "merge.in" + std::to_string(i));

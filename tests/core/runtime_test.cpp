@@ -378,7 +378,7 @@ TEST(Runtime, RandomDagStress) {
     }
     const int inner = 25;
     for (int k = 0; k < inner; ++k) {
-      const std::string name = "n" + std::to_string(k);
+      const std::string name = std::string("n").append(std::to_string(k));
       auto opts = [&] { return EdgeOptions{1 + static_cast<int>(rng() % 8), Overflow::kBlock}; };
       if (rng() % 2) {
         const size_t from = rng() % streams.size();

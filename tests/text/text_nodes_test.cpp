@@ -49,7 +49,7 @@ std::vector<int64_t> ids_of(const TokenChunk& c) {
 
 TEST(TextNodes, SourceToEncoderGivesTokenizerIds) {
   const Registry r = text_registry();
-  for (const std::string tok : {kQwen, std::string("byte")}) {
+  for (const std::string& tok : {kQwen, std::string("byte")}) {
     auto g = GraphBuilder("text")
                  .add("src", "TextSource", {{"text", kText}, {"timestamp_us", int64_t{1500}}})
                  .add("enc", "TextEncoder", {{"tokenizer", tok}})
