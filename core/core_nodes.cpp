@@ -180,7 +180,9 @@ Flow JsonlWriter::process(Context& ctx) {
   j["stream"] = stream_;
   j["ts_us"] = p.timestamp().us();
   packet_to_json(p, j["payload"]);
-  const std::string line = j.dump() + "\n";
+  // Payloads may carry arbitrary bytes (e.g. text sampled from an untrained model): invalid UTF-8
+  // is written as U+FFFD rather than failing the graph.
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
     throw InputError("JsonlWriter '" + ctx.node_name() + "': write to '" + path_ + "' failed");
   if (flush_) std::fflush(f_);

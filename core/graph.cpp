@@ -964,7 +964,7 @@ std::string GraphStats::to_json() const {
     j["nodes"].push_back(std::move(o));
   }
   j["wall_s"] = wall_s;
-  return j.dump(2);
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string Graph::to_dot() const {

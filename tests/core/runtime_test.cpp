@@ -427,3 +427,35 @@ TEST(Runtime, GraphCanBeDestroyedWhileRunning) {
 
 }  // namespace
 }  // namespace omni
+
+namespace omni::test {
+namespace {
+
+// Emits one std::string that is not valid UTF-8.
+class BadUtf8Source : public Node {
+ public:
+  static Contract contract() { return Contract().output<std::string>("out"); }
+  Flow process(Context& ctx) override {
+    ctx.emit<std::string>("out", std::string("ok\xB0\xFF"), Timestamp(0));
+    return Flow::kDone;
+  }
+};
+
+TEST(JsonlWriter, InvalidUtf8PayloadIsWrittenWithReplacementCharacters) {
+  Watchdog guard;
+  const std::string path = std::string(OMNI_BINARY_DIR) + "/jsonl_bad_utf8.jsonl";
+  GraphBuilder b("utf8");
+  b.add<BadUtf8Source>("src");
+  b.add("sink", "JsonlWriter", {{"path", path}});
+  b.connect("src.out", "sink.in");
+  Registry reg;
+  register_core_nodes(reg);
+  b.build(reg)->run();
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_NE(line.find("ok\xEF\xBF\xBD"), std::string::npos) << line;  // U+FFFD
+}
+
+}  // namespace
+}  // namespace omni::test
