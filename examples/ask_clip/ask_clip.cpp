@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
                      {"audio", r.tokens.count("audio") ? r.tokens.at("audio") : 0}};
       if (r.tokens.count("boundary")) j["tokens"]["boundary"] = r.tokens.at("boundary");
       j["has_audio"] = r.has_audio;
-      std::cout << j.dump() << "\n";
+      // The answer is model output: bytes that are not valid UTF-8 are written as U+FFFD.
+      std::cout << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
     } else {
       std::cout << r.answer << "\n";
       std::fprintf(stderr, "(%.3f s)\n", r.seconds);
