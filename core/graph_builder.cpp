@@ -32,17 +32,6 @@ std::string port_list(const std::vector<PortSpec>& ports) {
   return s;
 }
 
-std::string param_list(const Contract& c) {
-  if (c.params().empty()) return "it takes no parameters";
-  std::string s = "known: ";
-  bool first = true;
-  for (const auto& p : c.params()) {
-    s += (first ? "" : ", ") + p.name + " (" + param_type_name(p.type) + ")";
-    first = false;
-  }
-  return s;
-}
-
 bool types_match(const TypeId& a, const TypeId& b) {
   return a == b || a == type_id<AnyType>() || b == type_id<AnyType>();
 }
@@ -70,6 +59,17 @@ ParamValue coerce(const ParamSpec& spec, const ParamValue& v, const std::string&
 }  // namespace
 
 namespace detail {
+
+std::string known_params(const Contract& c) {
+  if (c.params().empty()) return "it takes no parameters";
+  std::string s = "known: ";
+  bool first = true;
+  for (const auto& p : c.params()) {
+    s += (first ? "" : ", ") + p.name + " (" + param_type_name(p.type) + ")";
+    first = false;
+  }
+  return s;
+}
 std::pair<int, int> find_output(const ResolvedGraph& g, const std::string& stream) {
   auto [node, port] = split_stream(stream);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -178,7 +178,9 @@ std::unique_ptr<Graph> GraphBuilder::build(const Registry& registry) const {
     const std::string ctx = w + "node '" + ns.name + "' (" + ns.type + "): ";
     for (const auto& [k, v] : ns.params) {
       const ParamSpec* ps = rn.contract.find_param(k);
-      if (!ps) throw ConfigError(ctx + "unknown parameter '" + k + "'; " + param_list(rn.contract));
+      if (!ps)
+        throw ConfigError(ctx + "unknown parameter '" + k + "'; " +
+                          detail::known_params(rn.contract));
     }
     for (const auto& ps : rn.contract.params()) {
       auto it = ns.params.find(ps.name);

@@ -31,5 +31,7 @@ struct ResolvedGraph {
 
 // Resolves "node.port" to (node index, port index) for an output; throws ConfigError.
 std::pair<int, int> find_output(const ResolvedGraph& g, const std::string& stream);
+// "known: a (int64), b (string)" or "it takes no parameters" (for config error messages).
+std::string known_params(const Contract& c);
 
 }  // namespace omni::detail

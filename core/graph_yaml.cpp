@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/graph.h"
+#include "core/graph_internal.h"
 
 namespace omni {
 namespace {
@@ -75,17 +76,6 @@ ParamValue yaml_param(const std::string& file, const YAML::Node& v, const ParamS
             ctx + "parameter '" + spec->name + "' expects " + param_type_name(spec->type) +
                 ", got '" + v.Scalar() + "'");
   }
-}
-
-std::string known_params(const Contract& c) {
-  if (c.params().empty()) return "it takes no parameters";
-  std::string s = "known: ";
-  bool first = true;
-  for (const auto& p : c.params()) {
-    s += (first ? "" : ", ") + p.name + " (" + param_type_name(p.type) + ")";
-    first = false;
-  }
-  return s;
 }
 
 Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::path& base_dir,
@@ -179,7 +169,7 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
             const std::string ctx = "node '" + ns.name + "' (" + ns.type + "): ";
             if (!ps)
               fail_at(file, kv.first,
-                      ctx + "unknown parameter '" + pname + "'; " + known_params(c));
+                      ctx + "unknown parameter '" + pname + "'; " + detail::known_params(c));
             ns.params[pname] = yaml_param(file, kv.second, ps, ctx);
           }
           if (!found)
@@ -210,7 +200,7 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
         const ParamSpec* ps = nt->contract.find_param(key);
         if (!ps)
           fail_at(file, kv.first,
-                  ctx + "unknown parameter '" + key + "'; " + known_params(nt->contract));
+                  ctx + "unknown parameter '" + key + "'; " + detail::known_params(nt->contract));
         ns.params[key] = yaml_param(file, kv.second, ps, ctx);
       }
     }
@@ -355,7 +345,7 @@ void apply_overrides(GraphSpec& spec, const Registry& registry,
     const ParamSpec* ps = c.find_param(param);
     if (!ps)
       throw ConfigError("--set '" + ov + "': node '" + node + "' (" + target->type +
-                        ") has no parameter '" + param + "'; " + known_params(c));
+                        ") has no parameter '" + param + "'; " + detail::known_params(c));
     try {
       target->params[param] = parse_param(ps->type, value);
     } catch (const ConfigError&) {
