@@ -58,7 +58,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
       return at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
   }
   at::Tensor m = combined_bool_mask(q, k, mask, causal);
-  if (mask.scalar_type() != at::kBool) {
+  // (No caller mask here means causal attention over a KV cache: Lq < Lk, bottom-right aligned.)
+  if (mask.defined() && mask.scalar_type() != at::kBool) {
     // Additive float mask: fold the causal rule into it as -inf (a bool mask cannot carry both).
     at::Tensor add = mask.to(q.scalar_type());
     if (m.defined())
