@@ -64,6 +64,7 @@ void AudioEncoderNode::open(Context& ctx) {
     throw ConfigError(where + ": " + e.what());
   }
   load_and_place(*enc_, p.get_string("weights"), p.get_string("prefix"), spec_, where);
+  if (spec_.device.is_cuda()) stager_ = std::make_unique<DeviceStager>(spec_.device);
   stream_ = p.get_string("stream");
   if (stream_.empty()) stream_ = ctx.node_name() + "/audio";
 }
@@ -82,7 +83,12 @@ Flow AudioEncoderNode::process(Context& ctx) {
   const int64_t total = mel.size(1);
   if (total == 0) return Flow::kContinue;
   torch::NoGradGuard no_grad;
-  mel = mel.to(spec_.device, spec_.dtype);
+  if (stager_) {  // pinned buffer + side-stream copy; the cast to the compute dtype runs there
+    mel = stager_->to_device(mel).to(spec_.dtype);
+    ctx.count("staged_copies");
+  } else {
+    mel = mel.to(spec_.device, spec_.dtype);
+  }
   const int64_t t0 = p.timestamp().us();
   const double us_per_frame = 1e6 / frames_per_second_;
   auto frame_us = [&](int64_t f) { return t0 + std::llround(f * us_per_frame); };

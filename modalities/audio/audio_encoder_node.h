@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/contract.h"
 #include "core/node.h"
 #include "core/registry.h"
 #include "modalities/audio/audio_encoder.h"
+#include "modalities/common/device_stager.h"
 #include "modalities/common/encoder_setup.h"
 
 namespace omni {
@@ -32,6 +34,7 @@ class AudioEncoderNode : public Node {
  private:
   AudioEncoder enc_{nullptr};
   DeviceSpec spec_;
+  std::unique_ptr<DeviceStager> stager_;  // CUDA: pinned buffers + side-stream copies
   int64_t window_frames_ = kDefaultAudioWindowFrames;
   int64_t batch_ = 4;
   double frames_per_second_ = kMelFramesPerSecond;

@@ -127,6 +127,7 @@ void ImageEncoder::open(Context& ctx) {
     throw ConfigError(where + ": " + e.what());
   }
   load_and_place(*vit_, p.get_string("weights"), p.get_string("prefix"), spec_, where);
+  if (spec_.device.is_cuda()) stager_ = std::make_unique<DeviceStager>(spec_.device);
   stream_ = p.get_string("stream");
   if (stream_.empty()) stream_ = ctx.node_name() + "/" + modality_name(modality_);
 }
@@ -174,7 +175,15 @@ void ImageEncoder::flush(Context& ctx) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> imgs;
   for (const Item& it : pending_) imgs.push_back(it.image);
-  const at::Tensor x = at::stack(imgs).to(spec_.device, spec_.dtype);
+  // Frames go up in fp32 through the stager's pinned buffers; the cast runs on the GPU.
+  const at::Tensor host = at::stack(imgs);
+  at::Tensor x;
+  if (stager_) {
+    x = stager_->to_device(host).to(spec_.dtype);
+    ctx.count("staged_copies");
+  } else {
+    x = host.to(spec_.device, spec_.dtype);
+  }
   const at::Tensor out = vit_->forward(x);
   const VisualGrid g = vit_->grid(x.size(2), x.size(3));
   for (size_t i = 0; i < pending_.size(); ++i) {

@@ -5,11 +5,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/contract.h"
 #include "core/node.h"
+#include "modalities/common/device_stager.h"
 #include "modalities/common/encoder_setup.h"
 #include "modalities/common/token_chunk.h"
 #include "modalities/image/preprocess.h"
@@ -54,6 +56,7 @@ class ImageEncoder : public Node {
 
   ViT vit_{nullptr};
   DeviceSpec spec_;
+  std::unique_ptr<DeviceStager> stager_;  // CUDA: pinned buffers + side-stream copies
   Modality modality_ = Modality::kImage;
   PreprocessOptions pre_;
   int64_t batch_ = 1;

@@ -135,6 +135,41 @@ TEST(AudioEncoderNode, WindowsCarryTimestampsAndCountsMatch) {
   }
 }
 
+// On CUDA, mel chunks reach the GPU through the node's DeviceStager (reused pinned buffers,
+// side-stream copies): every window's tokens must equal the CPU node's (fp32, TF32 off).
+TEST(AudioEncoderNode, CudaNodeThroughPinnedStagingMatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  torch::manual_seed(11);
+  std::vector<at::Tensor> mels;
+  for (int64_t f : {251, 100, 37, 300, 99}) mels.push_back(torch::randn({8, f}));
+  std::vector<std::vector<at::Tensor>> out(2);
+  std::vector<int64_t> staged(2);
+  for (int d = 0; d < 2; ++d) {
+    AudioEncoderNode node;
+    testing::FakeContext ctx(AudioEncoderNode::contract(),
+                             node_params({{"device", std::string(d ? "cuda" : "cpu")}}), "aud");
+    node.open(ctx);
+    for (size_t i = 0; i < mels.size(); ++i) {
+      ctx.feed("mel", make_packet<at::Tensor>(mels[i], Timestamp(4'000'000 * int64_t(i))));
+      node.process(ctx);
+    }
+    node.close(ctx);
+    for (const Packet& p : ctx.emitted("tokens")) out[d].push_back(p.get<TokenChunk>().embeddings);
+    staged[d] = ctx.counter("staged_copies");
+  }
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  ASSERT_EQ(out[1].size(), out[0].size());
+  for (size_t i = 0; i < out[0].size(); ++i) {
+    EXPECT_TRUE(out[1][i].is_cuda()) << i;
+    EXPECT_LE((out[1][i].cpu() - out[0][i]).abs().max().item<double>(), 1e-4) << i;
+  }
+  EXPECT_EQ(staged[1], int64_t(mels.size()));  // one staged copy per mel chunk
+  EXPECT_EQ(staged[0], 0);
+}
+
 TEST(AudioEncoderNode, RunsInAGraphAndCountsMatch) {
   // Mel chunks of several lengths (as a LogMel node emits per audio chunk), 30 s windows.
   const std::vector<int64_t> frames = {100, 37, 3450, 1};

@@ -248,6 +248,35 @@ TEST(ImageEncoderNode, DeviceAndDtypeParams) {
   EXPECT_EQ(y[0].scalar_type(), torch::kBFloat16);
 }
 
+// On CUDA, batches reach the GPU through the node's DeviceStager (pinned buffers reused across
+// batches, copies on a side stream): every output must still equal the CPU node's (fp32, TF32
+// off), including batches whose staging buffer was reused while earlier work was in flight.
+TEST(ImageEncoderNode, CudaNodeThroughPinnedStagingMatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const bool tf32 = at::globalContext().allowTF32CuDNN();
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  std::vector<at::Tensor> frames;
+  for (int i = 0; i < 13; ++i) frames.push_back(torch::randn({3, 32, 48}));
+  auto params = [](const std::string& device) {
+    return node_params(
+        {{"modality", std::string("video")}, {"batch", int64_t{2}}, {"device", device}});
+  };
+  ImageEncoder cpu, gpu;
+  FakeContext ccpu(ImageEncoder::contract(), params("cpu"));
+  FakeContext cgpu(ImageEncoder::contract(), params("cuda"));
+  const auto want = run_node(cpu, ccpu, frames);
+  const auto got = run_node(gpu, cgpu, frames);
+  at::globalContext().setAllowTF32CuDNN(tf32);
+  ASSERT_EQ(got.size(), frames.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(got[i].is_cuda()) << i;
+    EXPECT_LE((got[i].cpu() - want[i]).abs().max().item<double>(), 1e-4) << i;
+  }
+  EXPECT_EQ(cgpu.counter("staged_copies"), 7);  // batches of 2: 6 full + the one flushed at close
+  EXPECT_EQ(ccpu.counter("staged_copies"), 0);
+}
+
 TEST(ImageEncoderNode, RunsInAGraphIntoTensorDump) {
   std::vector<Packet> images;
   for (int i = 0; i < 4; ++i)
