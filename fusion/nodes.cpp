@@ -1,17 +1,15 @@
 #include "fusion/nodes.h"
 
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/json_codec.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/sequencer.h"
-#include "modalities/common/weights.h"
+#include "modalities/common/encoder_setup.h"
 
 namespace omni {
 
@@ -58,30 +56,6 @@ Contract& add_fusion_model_params(Contract& c) {
       .param("dtype", "float32", "float32; bfloat16 / float16 on CUDA");
 }
 
-namespace {
-
-std::mutex g_seed_mutex;  // torch's default generator is process-wide
-
-at::ScalarType parse_dtype(const std::string& s, const std::string& where) {
-  if (s == "float32" || s == "fp32") return at::kFloat;
-  if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
-  if (s == "float16" || s == "fp16") return at::kHalf;
-  throw ConfigError(where + ": dtype '" + s + "' (expected float32, bfloat16 or float16)");
-}
-
-at::Device parse_device(const std::string& s, const std::string& where) {
-  try {
-    at::Device d(s);
-    if (d.is_cuda() && !torch::cuda::is_available())
-      throw ConfigError(where + ": device '" + s + "' requested but CUDA is not available");
-    return d;
-  } catch (const c10::Error&) {
-    throw ConfigError(where + ": device '" + s + "' (expected cpu, cuda or cuda:N)");
-  }
-}
-
-}  // namespace
-
 FusionTransformer make_fusion_model(const Params& p, const std::string& where) {
   FusionTransformerOptions o;
   o.vocab(p.get_int("vocab"))
@@ -92,26 +66,15 @@ FusionTransformer make_fusion_model(const Params& p, const std::string& where) {
       .ffn(p.get_int("ffn"))
       .rope_theta(p.get_double("rope_theta"))
       .mrope_section(parse_id_list(p.get_string("mrope_section"), where + " mrope_section"));
-  const at::ScalarType dtype = parse_dtype(p.get_string("dtype"), where);
-  const at::Device device = parse_device(p.get_string("device"), where);
+  const DeviceSpec spec = parse_device(p.get_string("device"), p.get_string("dtype"), where);
   FusionTransformer m{nullptr};
   try {
-    std::lock_guard<std::mutex> lock(g_seed_mutex);
-    torch::manual_seed(static_cast<uint64_t>(p.get_int("seed")));
-    m = FusionTransformer(o);
+    with_seed(p.get_int("seed"), [&] { m = FusionTransformer(o); });
   } catch (const ConfigError& e) {
     throw ConfigError(where + ": " + e.what());
   }
-  const std::string weights = p.get_string("weights");
-  if (!weights.empty()) {
-    try {
-      load_weights(*m, *SafeTensorsFile::open(weights), p.get_string("prefix"));
-    } catch (const InputError& e) {
-      throw InputError(where + ": " + e.what());
-    }
-  }
-  m->to(device, dtype);
-  m->eval();
+  // Same loading, placement and error context as the encoder nodes.
+  load_and_place(*m, p.get_string("weights"), p.get_string("prefix"), spec, where);
   return m;
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "modalities/common/safetensors.h"
+#include "modalities/common/torch_compat.h"
 #include "modalities/common/weights.h"
 
 namespace omni {
@@ -15,26 +16,8 @@ namespace omni {
 DeviceSpec parse_device(const std::string& device, const std::string& dtype,
                         const std::string& where) {
   DeviceSpec s;
-  try {
-    s.device = c10::Device(device);
-  } catch (const std::exception&) {
-    throw ConfigError(where + ": device '" + device + "' is not cpu, cuda or cuda:N");
-  }
-  if (!s.device.is_cpu() && !s.device.is_cuda())
-    throw ConfigError(where + ": device '" + device + "' is not cpu, cuda or cuda:N");
-  if (s.device.is_cuda() && !torch::cuda::is_available())
-    throw ConfigError(where + ": device '" + device +
-                      "' requested but this libtorch has no usable CUDA device");
-  if (dtype == "fp32") {
-    s.dtype = c10::kFloat;
-  } else if (dtype == "bf16" || dtype == "fp16") {
-    if (!s.device.is_cuda())
-      throw ConfigError(where + ": dtype " + dtype + " needs a CUDA device (device is '" + device +
-                        "')");
-    s.dtype = dtype == "bf16" ? c10::kBFloat16 : c10::kHalf;
-  } else {
-    throw ConfigError(where + ": dtype '" + dtype + "' is not fp32, bf16 or fp16");
-  }
+  s.device = parse_device(device, where);  // torch_compat: the one parser of device/dtype text
+  s.dtype = parse_dtype(dtype, s.device, where);
   return s;
 }
 

@@ -20,7 +20,8 @@ struct DeviceSpec {
 };
 
 // device: "cpu", "cuda", "cuda:N"; dtype: "fp32", "bf16", "fp16" (reduced precision needs CUDA).
-// Throws ConfigError naming `where` (the node) for unknown values or a missing CUDA device.
+// Throws ConfigError naming `where` (the node) for unknown values or a missing CUDA device. The
+// texts are parsed by torch_compat's parse_device / parse_dtype (shared with the fusion nodes).
 DeviceSpec parse_device(const std::string& device, const std::string& dtype,
                         const std::string& where);
 
