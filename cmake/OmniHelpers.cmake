@@ -21,6 +21,14 @@ function(omni_add_test)
   target_compile_definitions(${T_NAME} PRIVATE OMNI_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                                OMNI_BINARY_DIR="${PROJECT_BINARY_DIR}")
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+  # Tests of libtorch-facing modules reuse omni_common's precompiled <torch/torch.h>.
+  set(_torch_libs omni_common omni_text omni_image omni_audio omni_fusion omni_shapes)
+  foreach(_lib ${T_LIBS})
+    if(_lib IN_LIST _torch_libs AND TARGET omni_common)
+      target_precompile_headers(${T_NAME} REUSE_FROM omni_common)
+      break()
+    endif()
+  endforeach()
   gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${T_LABELS}"
                        TIMEOUT 300)
 endfunction()

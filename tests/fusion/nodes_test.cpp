@@ -180,9 +180,10 @@ TEST(FusionNodes, StreamingSegmentsAndGenerateWithCache) {
     EXPECT_EQ(s.segment, i);
     EXPECT_EQ(s.tokens.at("video"), 8);
     EXPECT_EQ(s.tokens.at("audio"), 50);
-    if (i > 0)
+    if (i > 0) {
       EXPECT_EQ(s.positions.min().item<int64_t>(),
                 seqs[i - 1].get<FusedSequence>().next_position());
+    }
   }
 }
 

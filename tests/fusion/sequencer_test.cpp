@@ -104,7 +104,9 @@ TEST(SegmentAssembler, TextPositionAndUnpairedStreams) {
                                        "video",       "video_end", "audio_start", "audio",
                                        "audio_end",   "text"};
   EXPECT_EQ(kinds(s2), want2);
-  EXPECT_THROW(SegmentAssembler(SequencerConfig{.text_position = "middle"}), ConfigError);
+  SequencerConfig middle;
+  middle.text_position = "middle";
+  EXPECT_THROW(SegmentAssembler{middle}, ConfigError);
 }
 
 TEST(SegmentAssembler, PerModalityBudgetsDropLatestTokensAndRecordIt) {
@@ -177,7 +179,9 @@ int64_t audio_tokens_for(int64_t samples) {
 }
 
 TEST(SegmentAssembler, CountsAgreeWithEncoderTokenFunctions) {
-  SegmentAssembler a(SequencerConfig{.pair_audio_video = false});
+  SequencerConfig unpaired;
+  unpaired.pair_audio_video = false;
+  SegmentAssembler a(unpaired);
   const int64_t H = 224, W = 336;
   for (int64_t i = 0; i < 3; ++i) a.add(frame(i * 400000, grid_side(H), grid_side(W)));
   const int64_t samples = 16000 * 2;  // 2 s
