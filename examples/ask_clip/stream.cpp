@@ -48,8 +48,8 @@ class PacedSource : public Node {
   }
   void open(Context& ctx) override {
     reader_ = std::make_unique<MediaReader>(options_);
-    if (!reader_->has_video()) ctx.close_output("video");
-    if (!reader_->has_audio()) ctx.close_output("audio");
+    if (!reader_->has_video()) ctx.close_output(ctx.output_port("video"));
+    if (!reader_->has_audio()) ctx.close_output(ctx.output_port("audio"));
   }
   Flow process(Context& ctx) override {
     if (!started_) {
