@@ -66,7 +66,7 @@ struct Common {
 
 int run_floor(const Common& c) {
   const auto jobs = usable_jobs(c.manifest, c.limit);
-  if (c.torch_threads > 0) at::set_num_threads(c.torch_threads);
+  set_compute_threads(c.torch_threads);
   DemoConfig config;
   ShapesVoices model = load_demo_model(c.model_dir, &config);
   std::map<std::string, double> best;
@@ -122,7 +122,7 @@ int run_floor(const Common& c) {
 
 int run_stream(const Common& c, double speed, bool incremental, const std::string& batch_answers) {
   const auto jobs = usable_jobs(c.manifest, c.limit);
-  if (c.torch_threads > 0) at::set_num_threads(c.torch_threads);
+  set_compute_threads(c.torch_threads);
   DemoConfig config;
   auto model = std::make_shared<ShapesVoices>(load_demo_model(c.model_dir, &config));
   // Optional: batch answers (ask_clip --batch output) to report how often streaming agrees.
@@ -178,7 +178,7 @@ int run_stream(const Common& c, double speed, bool incremental, const std::strin
 
 // Inputs, layouts and teacher-forced logits of one clip's four questions.
 int run_dump(const Common& c, const std::string& clip, const std::string& out) {
-  if (c.torch_threads > 0) at::set_num_threads(c.torch_threads);
+  set_compute_threads(c.torch_threads);
   DemoConfig config;
   ShapesVoices model = load_demo_model(c.model_dir, &config);
   at::NoGradGuard no_grad;

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <dlfcn.h>
 #include <sys/resource.h>
 
 #include <array>
@@ -144,7 +146,8 @@ ClipInputs preprocess_clip(const DecodedClip& clip, const DemoConfig& config) {
 }
 
 ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vision_batch) {
-  at::NoGradGuard no_grad;
+  // Inference mode rather than no-grad: no view/version bookkeeping on the many small ops.
+  c10::InferenceMode inference;
   ClipTokens t;
   t.has_audio = in.has_audio;
   const size_t n = in.frames.size();
@@ -170,7 +173,7 @@ ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vi
 
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
                                         const std::vector<int>& questions, bool share_prefix) {
-  at::NoGradGuard no_grad;
+  c10::InferenceMode inference;
   FusionTransformerImpl& f = *model.fusion;
   // The Generate node's decoding parameters in the ask graph.
   DecodeOptions d;
@@ -238,6 +241,15 @@ double peak_rss_mb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return double(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+void set_compute_threads(int n) {
+  if (n <= 0) return;
+  at::set_num_threads(n);
+  // Looked up at run time: the BLAS behind libtorch may not be OpenBLAS.
+  using SetThreads = void (*)(int);
+  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    f(n);
 }
 
 // ---- the graph ----
@@ -341,7 +353,7 @@ Contract stage_contract(const std::string& doc) {
 
 BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) {
   BatchSummary s;
-  if (o.torch_threads > 0) at::set_num_threads(o.torch_threads);
+  set_compute_threads(o.torch_threads);
   const auto t_load = Clock::now();
   DemoConfig config;
   auto model = std::make_shared<ShapesVoices>(load_demo_model(o.model_dir, &config));

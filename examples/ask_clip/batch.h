@@ -111,4 +111,10 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& opt
 // Peak resident set size of this process in MiB (getrusage).
 double peak_rss_mb();
 
+// Sets libtorch's intra-op threads and OpenBLAS's own thread pool together (n > 0). libtorch 1.13
+// does not pass its setting on to OpenBLAS, whose pool (one thread per core, spinning between
+// calls) then competes with the graph's workers: with 2 workers on 2 cores the batch graph ran
+// 1.6x slower until OpenBLAS was held to n threads too.
+void set_compute_threads(int n);
+
 }  // namespace omni::demo
