@@ -61,7 +61,7 @@ double percentile(std::vector<double> v, double p) {
 
 struct Common {
   std::string manifest, model_dir = default_model_dir();
-  int limit = 0, workers = 2, torch_threads = 1, repeats = 1;
+  int limit = 0, workers = 0, torch_threads = 1, repeats = 1;
 };
 
 int run_floor(const Common& c) {
@@ -70,6 +70,7 @@ int run_floor(const Common& c) {
   DemoConfig config;
   ShapesVoices model = load_demo_model(c.model_dir, &config);
   std::map<std::string, double> best;
+  int workers_used = 0;
   auto keep_best = [&](const std::string& k, double s) {
     best[k] = best.count(k) ? std::min(best[k], s) : s;
   };
@@ -105,12 +106,13 @@ int run_floor(const Common& c) {
     o.torch_threads = c.torch_threads;
     const BatchSummary s = run_batch(jobs, o);
     keep_best("e2e_s", s.seconds);
+    workers_used = s.workers;
   }
   const double slowest = std::max({best["decode_s"], best["preprocess_s"], best["model_s"]});
   nlohmann::ordered_json j;
   j["clips"] = jobs.size();
   j["libtorch"] = TORCH_VERSION;
-  j["workers"] = c.workers;
+  j["workers"] = workers_used;
   j["torch_threads"] = c.torch_threads;
   for (const auto& [k, v] : best) j[k] = v;
   j["slowest_stage_s"] = slowest;
@@ -140,12 +142,14 @@ int run_stream(const Common& c, double speed, bool incremental, const std::strin
   StreamOptions so;
   so.speed = speed;
   so.incremental = incremental;
-  std::vector<double> latency;
+  std::vector<double> latency, inputs_done, answer;
   int64_t correct = 0, with_truth = 0, agree = 0, compared = 0, mismatches = 0, tail = 0;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const int q = static_cast<int>(i % kNumQuestions);  // every question, in turn
     const StreamResult r = stream_answer(model, c.model_dir, jobs[i].path, q, so);
     latency.push_back(r.latency_ms);
+    inputs_done.push_back(r.inputs_done_ms);
+    answer.push_back(r.answer_ms);
     tail += r.tail_tokens;
     mismatches += r.prefix_mismatch ? 1 : 0;
     const char* key = kQuestionKey[size_t(q)];
@@ -168,6 +172,8 @@ int run_stream(const Common& c, double speed, bool incremental, const std::strin
   j["latency_ms_p50"] = percentile(latency, 50);
   j["latency_ms_p99"] = percentile(latency, 99);
   j["latency_ms_max"] = *std::max_element(latency.begin(), latency.end());
+  j["inputs_done_ms_p50"] = percentile(inputs_done, 50);
+  j["answer_ms_p50"] = percentile(answer, 50);
   j["mean_tail_tokens"] = double(tail) / double(jobs.size());
   j["prefix_mismatches"] = mismatches;
   if (with_truth > 0) j["accuracy"] = double(correct) / double(with_truth);
@@ -239,7 +245,7 @@ int main(int argc, char** argv) {
   };
   auto* floor = app.add_subcommand("floor", "stages alone vs the batch graph");
   floor->add_option("--manifest", c.manifest, "make_clips manifest.jsonl")->required();
-  floor->add_option("--workers", c.workers, "batch graph workers");
+  floor->add_option("--workers", c.workers, "batch graph workers (0: auto_workers())");
   floor->add_option("--repeats", c.repeats, "repetitions (best of)");
   common(floor);
   double speed = 1.0;

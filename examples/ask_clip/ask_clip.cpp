@@ -24,7 +24,7 @@ namespace {
 
 struct BatchCli {
   std::string manifest, out = "-", summary, trace;
-  int workers = 2, torch_threads = 1;
+  int workers = 0, torch_threads = 1;
   int64_t vision_batch = 0;
   bool no_share_prefix = false, quiet = false;
 };
@@ -90,7 +90,7 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   j["load_seconds"] = s.load_seconds;
   j["clips_per_s"] = s.seconds > 0 ? double(s.clips) / s.seconds : 0.0;
   j["max_rss_mb"] = s.max_rss_mb;
-  j["workers"] = c.workers;
+  j["workers"] = s.workers;
   j["torch_threads"] = c.torch_threads;
   if (!c.summary.empty()) {
     std::ofstream f(c.summary);
@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", batch.out, "--batch: output file (default: standard output)");
   app.add_option("--summary", batch.summary,
                  "--batch: write a JSON summary (seconds, clips/s, peak RSS) here");
-  app.add_option("--workers", batch.workers, "--batch: graph worker threads")
-      ->check(CLI::PositiveNumber);
+  app.add_option("--workers", batch.workers,
+                 "--batch: graph worker threads (0: the idle cores, 1 or 2)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--torch-threads", batch.torch_threads,
                  "--batch: libtorch intra-op threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);

@@ -6,6 +6,11 @@
 #include <dlfcn.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <thread>
+
 #include <array>
 #include <chrono>
 #include <filesystem>
@@ -248,8 +253,15 @@ void set_compute_threads(int n) {
   at::set_num_threads(n);
   // Looked up at run time: the BLAS behind libtorch may not be OpenBLAS.
   using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    f(n);
+  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+int auto_workers() {
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  double load[1] = {0};
+  const double busy = getloadavg(load, 1) == 1 ? load[0] : 0.0;
+  const int idle = static_cast<int>(std::lround(double(cores) - busy));
+  return std::clamp(idle, 1, std::min(cores, 2));
 }
 
 // ---- the graph ----
@@ -431,7 +443,8 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
     }
   });
   RunOptions ro;
-  ro.workers = o.workers;
+  ro.workers = o.workers > 0 ? o.workers : auto_workers();
+  s.workers = ro.workers;
   ro.trace_path = o.trace_path;
   const auto t0 = Clock::now();
   graph->run(ro);

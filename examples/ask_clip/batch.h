@@ -87,7 +87,7 @@ ShapesVoices load_demo_model(const std::string& model_dir, DemoConfig* config = 
 
 struct BatchOptions {
   std::string model_dir;
-  int workers = 2;           // graph worker threads
+  int workers = 0;           // graph worker threads; 0: auto_workers()
   int torch_threads = 1;     // libtorch intra-op threads (0: leave libtorch's default)
   int64_t vision_batch = 0;  // frames per ViT forward (0: all of a clip's frames)
   bool share_prefix = true;  // run a clip's tokens once for all its questions
@@ -101,6 +101,7 @@ struct BatchSummary {
   double seconds = 0;       // graph run (model loading excluded)
   double load_seconds = 0;  // model loading
   double max_rss_mb = 0;    // peak resident set of the process so far
+  int workers = 0;          // graph workers used
   GraphStats stats;
 };
 
@@ -116,5 +117,11 @@ double peak_rss_mb();
 // calls) then competes with the graph's workers: with 2 workers on 2 cores the batch graph ran
 // 1.6x slower until OpenBLAS was held to n threads too.
 void set_compute_threads(int n);
+
+// Graph workers for the batch graph when not given: the cores that are idle (cores minus the
+// 1-minute load average, rounded), at least 1, at most 2. The stages only overlap usefully on
+// idle cores; on the shared 2-core development box, with the other core busy, a second worker
+// made the run 13% slower (median of 7 paired runs) instead of faster.
+int auto_workers();
 
 }  // namespace omni::demo

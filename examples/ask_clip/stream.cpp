@@ -29,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 // What the paced source and the answer node report to the driver.
 struct StreamShared {
-  Clock::time_point clip_end, answer_at;
+  Clock::time_point clip_end, answer_at, inputs_done;
   bool ended = false, answered = false;
   StreamResult result;
 };
@@ -123,6 +123,7 @@ class StreamAnswer : public Node {
     return Flow::kContinue;
   }
   void close(Context& ctx) override {
+    shared_->inputs_done = Clock::now();
     at::NoGradGuard no_grad;
     FusionTransformerImpl& f = *(*model_)->fusion;
     const FusedSequence seq =
@@ -259,8 +260,10 @@ StreamResult stream_answer(const std::shared_ptr<ShapesVoices>& model, const std
   if (!shared.ended || !shared.answered)
     throw RunError("stream_answer: '" + clip + "' gave no answer");
   StreamResult r = shared.result;
-  r.latency_ms =
-      std::chrono::duration<double, std::milli>(shared.answer_at - shared.clip_end).count();
+  using Ms = std::chrono::duration<double, std::milli>;
+  r.latency_ms = Ms(shared.answer_at - shared.clip_end).count();
+  r.inputs_done_ms = Ms(shared.inputs_done - shared.clip_end).count();
+  r.answer_ms = Ms(shared.answer_at - shared.inputs_done).count();
   return r;
 }
 

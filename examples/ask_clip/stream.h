@@ -25,6 +25,8 @@ struct StreamResult {
   std::string answer;
   double latency_ms = 0;         // answer time minus the moment the clip finished playing
   double clip_s = 0;             // playback duration
+  double inputs_done_ms = 0;     // from the clip's end until the last tokens reached StreamAnswer
+  double answer_ms = 0;          // the rest: prompt tail + question + greedy decoding
   int64_t prompt_tokens = 0;     // whole prompt
   int64_t tail_tokens = 0;       // prompt tokens left to run after the clip ended
   bool prefix_mismatch = false;  // the prefilled prefix differed from the final layout (rerun)
