@@ -26,7 +26,7 @@ struct BatchCli {
   std::string manifest, out = "-", summary, trace;
   int workers = 0, torch_threads = 1;
   int64_t vision_batch = 0;
-  bool no_share_prefix = false, quiet = false;
+  bool no_share_prefix = false, no_batch_questions = false, quiet = false;
 };
 
 // Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise.
@@ -73,6 +73,7 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   o.torch_threads = c.torch_threads;
   o.vision_batch = c.vision_batch;
   o.share_prefix = !c.no_share_prefix;
+  o.batch_questions = !c.no_batch_questions;
   o.trace_path = c.trace;
   o.on_record = [&](const nlohmann::ordered_json& r) {
     *out << r.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
@@ -135,6 +136,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-share-prefix", batch.no_share_prefix,
                "--batch: run each question's whole prompt (default: the clip's tokens once)");
+  app.add_flag("--no-batch-questions", batch.no_batch_questions,
+               "--batch: answer a clip's questions one after another (default: as one batch)");
   app.add_option("--trace", batch.trace, "--batch: write a Chrome trace (Perfetto) here");
   app.add_flag("--quiet", batch.quiet, "--batch: no progress bar or summary on stderr");
   CLI11_PARSE(app, argc, argv);

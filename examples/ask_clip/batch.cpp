@@ -22,6 +22,7 @@
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/audio/log_mel.h"
+#include "modalities/common/attention.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/common/weights.h"
 #include "modalities/image/frame_tensor.h"
@@ -176,8 +177,120 @@ ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vi
   return t;
 }
 
+namespace {
+
+// The fusion transformer's blocks (FusionBlockImpl::forward, same weights and operations) over a
+// batch of rows that share nothing but the layer caches' shape: x [B, L, d], positions [3, B, L],
+// per-layer caches ks/vs [B, KV, T, D] that grow by L, and `attend` [B, L, T + L] saying which
+// keys each query may see (padding in the caches and in x is masked out). Returns the final-norm
+// hidden states [B, L, d].
+at::Tensor forward_masked(FusionTransformerImpl& f, const MultiAxisRotary& rotary, at::Tensor x,
+                          const at::Tensor& positions, std::vector<at::Tensor>& ks,
+                          std::vector<at::Tensor>& vs, const at::Tensor& attend) {
+  const auto& o = f.options;
+  const int64_t B = x.size(0), L = x.size(1), H = o.heads(), KV = o.kv_heads(), D = o.head_dim();
+  auto [cos, sin] = rotary.tables(positions, x.scalar_type());
+  const at::Tensor mask = attend.unsqueeze(1);  // [B, 1, L, T + L]
+  for (size_t i = 0; i < f.blocks->size(); ++i) {
+    FusionBlockImpl& b = *f.blocks->ptr<FusionBlockImpl>(i);
+    const at::Tensor h = b.attn_norm(x);
+    at::Tensor q = b.q_proj(h).view({B, L, H, D}).transpose(1, 2);
+    at::Tensor k = b.k_proj(h).view({B, L, KV, D}).transpose(1, 2);
+    at::Tensor v = b.v_proj(h).view({B, L, KV, D}).transpose(1, 2);
+    q = MultiAxisRotary::apply(q, cos, sin);
+    k = at::cat({ks[i], MultiAxisRotary::apply(k, cos, sin)}, 2);
+    v = at::cat({vs[i], v}, 2);
+    ks[i] = k;
+    vs[i] = v;
+    if (KV != H) {
+      const int64_t T = k.size(2);
+      k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
+      v = v.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
+    }
+    const at::Tensor a = attention_explicit(q, k, v, mask, /*causal=*/false);
+    const at::Tensor out = x + b.o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
+    const at::Tensor m = b.mlp_norm(out);
+    x = out + b.down_proj(at::silu(b.gate_proj(m)) * b.up_proj(m));
+  }
+  return f.norm(x);
+}
+
+// Greedy answers to several questions after one shared prefix, all questions in one batch: the
+// question prompts (right-padded to the longest) in one forward, then one forward per answer
+// token for all of them. Same stopping rule as generate(): stop token (not returned) or
+// max_new_tokens.
+std::vector<std::vector<int64_t>> generate_batched(FusionTransformerImpl& f, const KVCache& prefix,
+                                                   const std::vector<at::Tensor>& embeds,
+                                                   const std::vector<at::Tensor>& positions,
+                                                   const DecodeOptions& d) {
+  const int64_t B = static_cast<int64_t>(embeds.size()), dim = f.options.dim();
+  const int64_t P = prefix.length();
+  int64_t n_max = 0;
+  for (const auto& e : embeds) n_max = std::max(n_max, e.size(1));
+  const MultiAxisRotary rotary(f.options.head_dim(), f.options.sections(), f.options.rope_theta());
+  const auto& w = f.tok_embeddings->weight;
+  at::Tensor x = at::zeros({B, n_max, dim}, w.options());
+  at::Tensor pos = at::zeros({3, B, n_max}, at::kLong);
+  at::Tensor valid = at::zeros({B, P + n_max}, at::kBool);  // keys a row may attend to
+  valid.slice(1, 0, P).fill_(true);
+  std::vector<int64_t> next(static_cast<size_t>(B)), last(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    const int64_t n = embeds[size_t(i)].size(1);
+    x[i].slice(0, 0, n).copy_(embeds[size_t(i)][0]);
+    pos.select(1, i).slice(1, 0, n).copy_(positions[size_t(i)]);
+    valid[i].slice(0, P, P + n).fill_(true);
+    next[size_t(i)] = positions[size_t(i)].max().item<int64_t>() + 1;
+    last[size_t(i)] = n - 1;
+  }
+  // Query j of a row sees the prefix, and its own question's tokens up to j.
+  const at::Tensor causal =
+      at::cat({at::ones({n_max, P}, at::kBool), at::ones({n_max, n_max}, at::kBool).tril()}, 1);
+  std::vector<at::Tensor> ks(prefix.k.size()), vs(prefix.v.size());
+  for (size_t l = 0; l < ks.size(); ++l) {
+    ks[l] = prefix.k[l].expand({B, -1, -1, -1});
+    vs[l] = prefix.v[l].expand({B, -1, -1, -1});
+  }
+  at::Tensor hidden =
+      forward_masked(f, rotary, x, pos, ks, vs, causal.unsqueeze(0) & valid.unsqueeze(1));
+  at::Tensor h_last = at::stack(
+      [&] {
+        std::vector<at::Tensor> rows;
+        for (int64_t i = 0; i < B; ++i) rows.push_back(hidden[i][last[size_t(i)]]);
+        return rows;
+      }(),
+      0);  // [B, d]
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
+  std::vector<bool> done(size_t(B), false);
+  for (int64_t step = 0; step < d.max_new_tokens; ++step) {
+    const at::Tensor tok = f.lm_logits(h_last).argmax(-1).contiguous();  // [B]
+    const int64_t* t = tok.data_ptr<int64_t>();
+    bool all_done = true;
+    for (int64_t i = 0; i < B; ++i) {
+      if (done[size_t(i)]) continue;
+      if (std::find(d.stop_tokens.begin(), d.stop_tokens.end(), t[i]) != d.stop_tokens.end()) {
+        done[size_t(i)] = true;
+        continue;
+      }
+      out[size_t(i)].push_back(t[i]);
+      all_done = false;
+    }
+    if (all_done || step + 1 == d.max_new_tokens) break;
+    // One more token for every row (finished rows too: their results are ignored).
+    at::Tensor p = at::empty({3, B, 1}, at::kLong);
+    for (int64_t i = 0; i < B; ++i) p.select(1, i).fill_(next[size_t(i)]++);
+    valid = at::cat({valid, at::ones({B, 1}, at::kBool)}, 1);
+    hidden = forward_masked(f, rotary, f.tok_embeddings(tok.unsqueeze(1)), p, ks, vs,
+                            valid.unsqueeze(1));
+    h_last = hidden.select(1, 0);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
-                                        const std::vector<int>& questions, bool share_prefix) {
+                                        const std::vector<int>& questions, bool share_prefix,
+                                        bool batch_questions) {
   c10::InferenceMode inference;
   FusionTransformerImpl& f = *model.fusion;
   // The Generate node's decoding parameters in the ask graph.
@@ -186,46 +299,60 @@ std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipToken
   d.greedy = true;
   d.stop_tokens = {SpecialTokens{}.eos};
   std::vector<QuestionAnswer> out;
-  KVCache cache;
-  int64_t prefix = -1;  // clip tokens in the cache (-1: not run yet)
+  std::vector<size_t> asked;  // indices into `out` of the answerable questions
+  std::vector<FusedSequence> seqs;
   for (int q : questions) {
     QuestionAnswer a;
     a.question = q;
     if (q < 0 || q >= kNumQuestions) {
       a.error = "unknown question";
-      out.push_back(std::move(a));
-      continue;
-    }
-    if (kQuestionNeedsAudio[size_t(q)] && !tokens.has_audio) {
+    } else if (kQuestionNeedsAudio[size_t(q)] && !tokens.has_audio) {
       a.error = std::string("the clip has no audio track, so \"") + kQuestionText[size_t(q)] +
                 "\" cannot be answered (the question needs the spoken word)";
-      out.push_back(std::move(a));
-      continue;
-    }
-    const FusedSequence seq =
-        layout_prompt(tokens.video, tokens.audio, question_chunk(kQuestionText[size_t(q)]));
-    const at::Tensor embeds = embed_sequence(f, seq);
-    const int64_t L = seq.length();
-    a.tokens = L;
-    GenerateResult r;
-    if (share_prefix) {
-      // The question is the only text and comes after the media: everything before it is the
-      // same for every question about this clip.
-      const int64_t p = L - (seq.tokens.count("text") ? seq.tokens.at("text") : 0);
-      if (prefix < 0) {
-        if (p > 0) f.forward(embeds.slice(1, 0, p), seq.positions.slice(1, 0, p), &cache);
-        prefix = p;
-      } else if (p != prefix) {
-        throw RunError("answer_clip: the clip's prefix changed between questions (" +
-                       std::to_string(prefix) + " vs " + std::to_string(p) + " tokens)");
-      }
-      r = generate(f, embeds.slice(1, p), seq.positions.slice(1, p), d, &cache);
-      cache.truncate(prefix);
     } else {
-      r = generate(f, embeds, seq.positions, d, nullptr);
+      seqs.push_back(
+          layout_prompt(tokens.video, tokens.audio, question_chunk(kQuestionText[size_t(q)])));
+      a.tokens = seqs.back().length();
+      asked.push_back(out.size());
     }
-    a.answer = decode_byte_ids(r.tokens);
     out.push_back(std::move(a));
+  }
+  if (seqs.empty()) return out;
+  std::vector<at::Tensor> embeds;
+  for (const auto& s : seqs) embeds.push_back(embed_sequence(f, s));
+  if (!share_prefix) {
+    for (size_t k = 0; k < seqs.size(); ++k)
+      out[asked[k]].answer =
+          decode_byte_ids(generate(f, embeds[k], seqs[k].positions, d, nullptr).tokens);
+    return out;
+  }
+  // The question is the only text and comes after the media: everything before it is the same
+  // for every question about this clip, so it runs once into the cache.
+  const auto prefix_of = [](const FusedSequence& s) {
+    return s.length() - (s.tokens.count("text") ? s.tokens.at("text") : 0);
+  };
+  const int64_t p = prefix_of(seqs[0]);
+  for (const auto& s : seqs)
+    if (prefix_of(s) != p)
+      throw RunError("answer_clip: the clip's prefix differs between questions (" +
+                     std::to_string(p) + " vs " + std::to_string(prefix_of(s)) + " tokens)");
+  KVCache cache;
+  if (p > 0) f.forward(embeds[0].slice(1, 0, p), seqs[0].positions.slice(1, 0, p), &cache);
+  if (batch_questions && p > 0 && seqs.size() > 1) {
+    std::vector<at::Tensor> q_embeds, q_pos;
+    for (size_t k = 0; k < seqs.size(); ++k) {
+      q_embeds.push_back(embeds[k].slice(1, p));
+      q_pos.push_back(seqs[k].positions.slice(1, p));
+    }
+    const auto ids = generate_batched(f, cache, q_embeds, q_pos, d);
+    for (size_t k = 0; k < seqs.size(); ++k) out[asked[k]].answer = decode_byte_ids(ids[k]);
+    return out;
+  }
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    const GenerateResult r =
+        generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache);
+    cache.truncate(p);
+    out[asked[k]].answer = decode_byte_ids(r.tokens);
   }
   return out;
 }
@@ -380,9 +507,10 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
   auto encode = [model, vb = o.vision_batch](const ClipWork& in, ClipWork& out) {
     out.tokens = encode_clip(**model, in.inputs, vb);
   };
-  auto answer = [model, share = o.share_prefix](const ClipWork& in, ClipWork& out) {
+  auto answer = [model, share = o.share_prefix, batched = o.batch_questions](const ClipWork& in,
+                                                                             ClipWork& out) {
     const ClipJob& job = *in.job;
-    for (const auto& a : answer_clip(**model, in.tokens, job.questions, share)) {
+    for (const auto& a : answer_clip(**model, in.tokens, job.questions, share, batched)) {
       nlohmann::ordered_json r;
       r["line"] = job.line;
       r["file"] = job.file;

@@ -75,10 +75,12 @@ struct QuestionAnswer {
 };
 // Greedy answers through the fusion transformer. With `share_prefix`, the clip's tokens (the
 // prompt minus the question) are run once into the KV cache and each question continues from
-// there; otherwise every question runs its full prompt.
+// there; otherwise every question runs its full prompt. With `batch_questions` too, the questions
+// then run as one batch (padded, masked): one forward for their prompts and one per answer token
+// instead of one per question and token.
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
-                                        const std::vector<int>& questions,
-                                        bool share_prefix = true);
+                                        const std::vector<int>& questions, bool share_prefix = true,
+                                        bool batch_questions = true);
 
 // Loads the demo model (config.json + model.safetensors) for inference.
 ShapesVoices load_demo_model(const std::string& model_dir, DemoConfig* config = nullptr);
@@ -87,11 +89,12 @@ ShapesVoices load_demo_model(const std::string& model_dir, DemoConfig* config = 
 
 struct BatchOptions {
   std::string model_dir;
-  int workers = 0;           // graph worker threads; 0: auto_workers()
-  int torch_threads = 1;     // libtorch intra-op threads (0: leave libtorch's default)
-  int64_t vision_batch = 0;  // frames per ViT forward (0: all of a clip's frames)
-  bool share_prefix = true;  // run a clip's tokens once for all its questions
-  std::string trace_path;    // Chrome trace of the run when non-empty
+  int workers = 0;              // graph worker threads; 0: auto_workers()
+  int torch_threads = 1;        // libtorch intra-op threads (0: leave libtorch's default)
+  int64_t vision_batch = 0;     // frames per ViT forward (0: all of a clip's frames)
+  bool share_prefix = true;     // run a clip's tokens once for all its questions
+  bool batch_questions = true;  // and its questions as one batch (see answer_clip)
+  std::string trace_path;       // Chrome trace of the run when non-empty
   // Called once per output record, in manifest order, from a graph worker thread.
   std::function<void(const nlohmann::ordered_json&)> on_record;
 };

@@ -55,11 +55,12 @@ std::string write_manifest() {
 }
 
 std::vector<nlohmann::ordered_json> run(const std::vector<ClipJob>& jobs, bool share_prefix,
-                                        BatchSummary* summary = nullptr) {
+                                        bool batch_questions, BatchSummary* summary = nullptr) {
   std::vector<nlohmann::ordered_json> records;
   BatchOptions o;
   o.model_dir = kModelDir;
   o.share_prefix = share_prefix;
+  o.batch_questions = batch_questions;
   o.on_record = [&](const nlohmann::ordered_json& r) { records.push_back(r); };
   const BatchSummary s = run_batch(jobs, o);
   if (summary) *summary = s;
@@ -84,7 +85,7 @@ TEST(AskBatch, ManifestLinesBecomeJobs) {
 TEST(AskBatch, OneRecordPerPairInOrderWithAskGraphAnswers) {
   const auto jobs = read_batch_manifest(write_manifest());
   BatchSummary s;
-  const auto records = run(jobs, /*share_prefix=*/true, &s);
+  const auto records = run(jobs, /*share_prefix=*/true, /*batch_questions=*/true, &s);
   ASSERT_EQ(int64_t(records.size()), count_pairs(jobs));
   EXPECT_EQ(s.pairs, count_pairs(jobs));
   EXPECT_EQ(s.clips, 6);
@@ -118,10 +119,14 @@ TEST(AskBatch, OneRecordPerPairInOrderWithAskGraphAnswers) {
   EXPECT_FALSE(records[1].contains("expected"));          // line 1 gives no colour truth
   EXPECT_EQ(records[9]["answer"], records[0]["answer"]);  // line 4: "shape" only
 
-  // Running every question's whole prompt gives the same answers as the shared clip prefix.
-  const auto full = run(jobs, /*share_prefix=*/false);
-  ASSERT_EQ(full.size(), records.size());
-  for (size_t i = 0; i < full.size(); ++i) EXPECT_EQ(full[i], records[i]) << "record " << i;
+  // Every question's whole prompt alone, or the shared prefix with the questions one by one,
+  // gives the same answers as the shared prefix with the questions batched.
+  for (bool share : {false, true}) {
+    const auto other = run(jobs, share, /*batch_questions=*/false);
+    ASSERT_EQ(other.size(), records.size());
+    for (size_t i = 0; i < other.size(); ++i)
+      EXPECT_EQ(other[i], records[i]) << "record " << i << ", share_prefix " << share;
+  }
 }
 
 // A tiny random model with the demo's module structure: the prompt layout (TMRoPE positions, text
