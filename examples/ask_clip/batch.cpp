@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/contract.h"
 #include "core/error.h"
@@ -190,10 +191,19 @@ at::Tensor forward_masked(FusionTransformerImpl& f, const MultiAxisRotary& rotar
   const auto& o = f.options;
   const int64_t B = x.size(0), L = x.size(1), H = o.heads(), KV = o.kv_heads(), D = o.head_dim();
   auto [cos, sin] = rotary.tables(positions, x.scalar_type());
-  const at::Tensor mask = attend.unsqueeze(1);  // [B, 1, L, T + L]
+  // Keys a query may not see, once for all layers. Every query sees at least the prefix, so no
+  // softmax row is all -inf (attention_explicit's NaN clean-up is not needed).
+  const at::Tensor hidden_keys = attend.unsqueeze(1).logical_not();  // [B, 1, L, T + L]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  // RMSNorm as RMSNormImpl::forward computes it in fp32 (same operations, without its dtype
+  // round trips, which are no-ops here).
+  auto rms = [](const at::Tensor& t, RMSNormImpl& n) {
+    return t * at::rsqrt(t.pow(2).mean(-1, true) + n.eps) * n.weight;
+  };
   for (size_t i = 0; i < f.blocks->size(); ++i) {
     FusionBlockImpl& b = *f.blocks->ptr<FusionBlockImpl>(i);
-    const at::Tensor h = b.attn_norm(x);
+    const at::Tensor h = rms(x, *b.attn_norm);
     at::Tensor q = b.q_proj(h).view({B, L, H, D}).transpose(1, 2);
     at::Tensor k = b.k_proj(h).view({B, L, KV, D}).transpose(1, 2);
     at::Tensor v = b.v_proj(h).view({B, L, KV, D}).transpose(1, 2);
@@ -207,12 +217,15 @@ at::Tensor forward_masked(FusionTransformerImpl& f, const MultiAxisRotary& rotar
       k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
       v = v.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
     }
-    const at::Tensor a = attention_explicit(q, k, v, mask, /*causal=*/false);
+    // attention_explicit's operations, in the same order.
+    at::Tensor scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+    scores.masked_fill_(hidden_keys, neg_inf);
+    const at::Tensor a = at::matmul(at::softmax(scores, -1), v);
     const at::Tensor out = x + b.o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
-    const at::Tensor m = b.mlp_norm(out);
+    const at::Tensor m = rms(out, *b.mlp_norm);
     x = out + b.down_proj(at::silu(b.gate_proj(m)) * b.up_proj(m));
   }
-  return f.norm(x);
+  return rms(x, *f.norm);
 }
 
 // Greedy answers to several questions after one shared prefix, all questions in one batch: the
