@@ -20,7 +20,8 @@ namespace {
 at::Tensor combined_bool_mask(const at::Tensor& q, const at::Tensor& k, const at::Tensor& mask,
                               bool causal) {
   at::Tensor m;
-  if (causal) {
+  // One query at the end of the keys (a decoding step) may attend to all of them: no mask.
+  if (causal && !(q.size(-2) == 1 && k.size(-2) >= 1)) {
     const int64_t lq = q.size(-2), lk = k.size(-2);
     // Query i sits at key position i + (lk - lq).
     m = at::ones({lq, lk}, q.options().dtype(at::kBool)).tril(lk - lq);

@@ -1,0 +1,598 @@
+#include "examples/ask_clip/batch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <dlfcn.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <thread>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "core/contract.h"
+#include "core/error.h"
+#include "examples/shapes_voices/task.h"
+#include "fusion/fusion_nodes.h"
+#include "fusion/heads.h"
+#include "modalities/audio/log_mel.h"
+#include "modalities/common/attention.h"
+#include "modalities/common/safetensors.h"
+#include "modalities/common/weights.h"
+#include "modalities/image/frame_tensor.h"
+#include "modalities/image/preprocess.h"
+#include "modalities/media/media_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace omni::demo {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Question index for a manifest's "question" value: the exact text or its key ("shape", ...).
+int manifest_question(const std::string& q) {
+  const int i = question_index(q);
+  if (i >= 0) return i;
+  for (int k = 0; k < kNumQuestions; ++k)
+    if (q == kQuestionKey[size_t(k)]) return k;
+  return -1;
+}
+
+}  // namespace
+
+std::vector<ClipJob> read_batch_manifest(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError("cannot open manifest '" + path + "'");
+  const fs::path dir = fs::path(path).parent_path();
+  std::vector<ClipJob> jobs;
+  std::string text;
+  int64_t line = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ClipJob job;
+    job.line = line;
+    try {
+      nlohmann::json j = nlohmann::json::parse(text);
+      job.file = j.at("file").get<std::string>();
+      job.path = fs::path(job.file).is_absolute() ? job.file : (dir / job.file).string();
+      if (j.contains("question")) {
+        const std::string q = j.at("question").get<std::string>();
+        const int qi = manifest_question(q);
+        if (qi < 0) throw InputError("unknown question \"" + q + "\"");
+        job.questions = {qi};
+      } else {
+        for (int k = 0; k < kNumQuestions; ++k) job.questions.push_back(k);
+      }
+      job.truth = std::move(j);
+    } catch (const std::exception& e) {
+      job.error = path + ":" + std::to_string(line) + ": unusable manifest line: " + e.what();
+      job.questions = {-1};
+    }
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
+}
+
+int64_t count_pairs(const std::vector<ClipJob>& jobs) {
+  int64_t n = 0;
+  for (const auto& j : jobs) n += static_cast<int64_t>(j.questions.size());
+  return n;
+}
+
+// ---- stages ----
+
+DecodedClip decode_clip(const std::string& path, const DemoConfig& config) {
+  if (!fs::exists(path)) throw InputError("clip '" + path + "' does not exist");
+  // The ask graph's MediaSource parameters (pipeline.cpp source_params).
+  MediaReaderOptions o;
+  o.path = path;
+  o.fps = config.fps;
+  o.audio_rate = 16000;
+  o.audio_channels = 1;
+  o.audio_chunk_ms = 1000;
+  // One decoder thread: these clips are tiny, and the graph already runs clips in parallel.
+  o.threads = 1;
+  MediaReader reader(std::move(o));
+  DecodedClip d;
+  d.has_audio = reader.has_audio();
+  MediaReader::Item item;
+  bool first_audio = true;
+  while (reader.next(item)) {
+    if (item.kind == MediaReader::Item::Kind::kVideo) {
+      d.frames.push_back(std::move(item.frame));
+    } else if (item.kind == MediaReader::Item::Kind::kAudio) {
+      if (first_audio) d.audio_start_us = item.audio.start_us;
+      first_audio = false;
+      d.pcm.insert(d.pcm.end(), item.audio.samples.begin(), item.audio.samples.end());
+    }
+  }
+  return d;
+}
+
+ClipInputs preprocess_clip(const DecodedClip& clip, const DemoConfig& config) {
+  ClipInputs in;
+  in.has_audio = clip.has_audio;
+  PreprocessOptions po =
+      PreprocessOptions::defaults_for(preprocess_mode_from_name(config.preprocess_mode));
+  po.size = static_cast<int>(config.image_size);
+  in.frames.reserve(clip.frames.size());
+  for (const Frame& f : clip.frames) {
+    in.frames.push_back(preprocess_frame(f, po));
+    in.frame_us.push_back(f.pts_us);
+  }
+  // LogMel node, mode "whole", window_s 30, normalize "window": frames of the whole signal cut into
+  // 3000-frame windows, each normalised against its own maximum.
+  if (!clip.pcm.empty()) {
+    LogMelStream stream(static_cast<int>(config.n_mels));
+    stream.push(clip.pcm.data(), static_cast<int64_t>(clip.pcm.size()));
+    if (stream.finish()) {
+      while (stream.frames_ready() > 0) {
+        const int64_t first = stream.next_frame_index();
+        const int64_t k = std::min<int64_t>(kWhisperChunkFrames, stream.frames_ready());
+        std::vector<float> raw = stream.take(k);
+        normalize_log_mel(raw.data(), static_cast<int64_t>(raw.size()));
+        in.mels.push_back(at::from_blob(raw.data(), {config.n_mels, k}, at::kFloat).clone());
+        in.mel_us.push_back(clip.audio_start_us + first * kWhisperHop * 1000000 / 16000);
+      }
+    }
+  }
+  return in;
+}
+
+ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vision_batch) {
+  // Inference mode rather than no-grad: no view/version bookkeeping on the many small ops.
+  c10::InferenceMode inference;
+  ClipTokens t;
+  t.has_audio = in.has_audio;
+  const size_t n = in.frames.size();
+  size_t i = 0;
+  while (i < n) {
+    // A forward holds frames of one size (like ImageEncoder's batches), at most vision_batch.
+    size_t j = i + 1;
+    while (j < n && in.frames[j].sizes() == in.frames[i].sizes() &&
+           (vision_batch <= 0 || int64_t(j - i) < vision_batch))
+      ++j;
+    std::vector<at::Tensor> group(in.frames.begin() + long(i), in.frames.begin() + long(j));
+    std::vector<int64_t> us(in.frame_us.begin() + long(i), in.frame_us.begin() + long(j));
+    auto chunks = encode_video(model, at::stack(group), us, "clip/video");
+    for (auto& c : chunks) {
+      c.grid_t = 1;
+      t.video.push_back(std::move(c));
+    }
+    i = j;
+  }
+  t.audio = encode_audio(model, in.mels, in.mel_us, "clip/audio");
+  return t;
+}
+
+namespace {
+
+// The fusion transformer's blocks (FusionBlockImpl::forward, same weights and operations) over a
+// batch of rows that share nothing but the layer caches' shape: x [B, L, d], positions [3, B, L],
+// per-layer caches ks/vs [B, KV, T, D] that grow by L, and `attend` [B, L, T + L] saying which
+// keys each query may see (padding in the caches and in x is masked out). Returns the final-norm
+// hidden states [B, L, d].
+at::Tensor forward_masked(FusionTransformerImpl& f, const MultiAxisRotary& rotary, at::Tensor x,
+                          const at::Tensor& positions, std::vector<at::Tensor>& ks,
+                          std::vector<at::Tensor>& vs, const at::Tensor& attend) {
+  const auto& o = f.options;
+  const int64_t B = x.size(0), L = x.size(1), H = o.heads(), KV = o.kv_heads(), D = o.head_dim();
+  auto [cos, sin] = rotary.tables(positions, x.scalar_type());
+  // Keys a query may not see, once for all layers. Every query sees at least the prefix, so no
+  // softmax row is all -inf (attention_explicit's NaN clean-up is not needed).
+  const at::Tensor hidden_keys = attend.unsqueeze(1).logical_not();  // [B, 1, L, T + L]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  // RMSNorm as RMSNormImpl::forward computes it in fp32 (same operations, without its dtype
+  // round trips, which are no-ops here).
+  auto rms = [](const at::Tensor& t, RMSNormImpl& n) {
+    return t * at::rsqrt(t.pow(2).mean(-1, true) + n.eps) * n.weight;
+  };
+  for (size_t i = 0; i < f.blocks->size(); ++i) {
+    FusionBlockImpl& b = *f.blocks->ptr<FusionBlockImpl>(i);
+    const at::Tensor h = rms(x, *b.attn_norm);
+    at::Tensor q = b.q_proj(h).view({B, L, H, D}).transpose(1, 2);
+    at::Tensor k = b.k_proj(h).view({B, L, KV, D}).transpose(1, 2);
+    at::Tensor v = b.v_proj(h).view({B, L, KV, D}).transpose(1, 2);
+    q = MultiAxisRotary::apply(q, cos, sin);
+    k = at::cat({ks[i], MultiAxisRotary::apply(k, cos, sin)}, 2);
+    v = at::cat({vs[i], v}, 2);
+    ks[i] = k;
+    vs[i] = v;
+    if (KV != H) {
+      const int64_t T = k.size(2);
+      k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
+      v = v.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
+    }
+    // attention_explicit's operations, in the same order.
+    at::Tensor scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
+    scores.masked_fill_(hidden_keys, neg_inf);
+    const at::Tensor a = at::matmul(at::softmax(scores, -1), v);
+    const at::Tensor out = x + b.o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
+    const at::Tensor m = rms(out, *b.mlp_norm);
+    x = out + b.down_proj(at::silu(b.gate_proj(m)) * b.up_proj(m));
+  }
+  return rms(x, *f.norm);
+}
+
+// Greedy answers to several questions after one shared prefix, all questions in one batch: the
+// question prompts (right-padded to the longest) in one forward, then one forward per answer
+// token for all of them. Same stopping rule as generate(): stop token (not returned) or
+// max_new_tokens.
+std::vector<std::vector<int64_t>> generate_batched(FusionTransformerImpl& f, const KVCache& prefix,
+                                                   const std::vector<at::Tensor>& embeds,
+                                                   const std::vector<at::Tensor>& positions,
+                                                   const DecodeOptions& d) {
+  const int64_t B = static_cast<int64_t>(embeds.size()), dim = f.options.dim();
+  const int64_t P = prefix.length();
+  int64_t n_max = 0;
+  for (const auto& e : embeds) n_max = std::max(n_max, e.size(1));
+  const MultiAxisRotary rotary(f.options.head_dim(), f.options.sections(), f.options.rope_theta());
+  const auto& w = f.tok_embeddings->weight;
+  at::Tensor x = at::zeros({B, n_max, dim}, w.options());
+  at::Tensor pos = at::zeros({3, B, n_max}, at::kLong);
+  at::Tensor valid = at::zeros({B, P + n_max}, at::kBool);  // keys a row may attend to
+  valid.slice(1, 0, P).fill_(true);
+  std::vector<int64_t> next(static_cast<size_t>(B)), last(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i) {
+    const int64_t n = embeds[size_t(i)].size(1);
+    x[i].slice(0, 0, n).copy_(embeds[size_t(i)][0]);
+    pos.select(1, i).slice(1, 0, n).copy_(positions[size_t(i)]);
+    valid[i].slice(0, P, P + n).fill_(true);
+    next[size_t(i)] = positions[size_t(i)].max().item<int64_t>() + 1;
+    last[size_t(i)] = n - 1;
+  }
+  // Query j of a row sees the prefix, and its own question's tokens up to j.
+  const at::Tensor causal =
+      at::cat({at::ones({n_max, P}, at::kBool), at::ones({n_max, n_max}, at::kBool).tril()}, 1);
+  std::vector<at::Tensor> ks(prefix.k.size()), vs(prefix.v.size());
+  for (size_t l = 0; l < ks.size(); ++l) {
+    ks[l] = prefix.k[l].expand({B, -1, -1, -1});
+    vs[l] = prefix.v[l].expand({B, -1, -1, -1});
+  }
+  at::Tensor hidden =
+      forward_masked(f, rotary, x, pos, ks, vs, causal.unsqueeze(0) & valid.unsqueeze(1));
+  at::Tensor h_last = at::stack(
+      [&] {
+        std::vector<at::Tensor> rows;
+        for (int64_t i = 0; i < B; ++i) rows.push_back(hidden[i][last[size_t(i)]]);
+        return rows;
+      }(),
+      0);  // [B, d]
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
+  std::vector<bool> done(size_t(B), false);
+  for (int64_t step = 0; step < d.max_new_tokens; ++step) {
+    const at::Tensor tok = f.lm_logits(h_last).argmax(-1).contiguous();  // [B]
+    const int64_t* t = tok.data_ptr<int64_t>();
+    bool all_done = true;
+    for (int64_t i = 0; i < B; ++i) {
+      if (done[size_t(i)]) continue;
+      if (std::find(d.stop_tokens.begin(), d.stop_tokens.end(), t[i]) != d.stop_tokens.end()) {
+        done[size_t(i)] = true;
+        continue;
+      }
+      out[size_t(i)].push_back(t[i]);
+      all_done = false;
+    }
+    if (all_done || step + 1 == d.max_new_tokens) break;
+    // One more token for every row (finished rows too: their results are ignored).
+    at::Tensor p = at::empty({3, B, 1}, at::kLong);
+    for (int64_t i = 0; i < B; ++i) p.select(1, i).fill_(next[size_t(i)]++);
+    valid = at::cat({valid, at::ones({B, 1}, at::kBool)}, 1);
+    hidden = forward_masked(f, rotary, f.tok_embeddings(tok.unsqueeze(1)), p, ks, vs,
+                            valid.unsqueeze(1));
+    h_last = hidden.select(1, 0);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
+                                        const std::vector<int>& questions, bool share_prefix,
+                                        bool batch_questions) {
+  c10::InferenceMode inference;
+  FusionTransformerImpl& f = *model.fusion;
+  // The Generate node's decoding parameters in the ask graph.
+  DecodeOptions d;
+  d.max_new_tokens = model.config.max_answer_tokens;
+  d.greedy = true;
+  d.stop_tokens = {SpecialTokens{}.eos};
+  std::vector<QuestionAnswer> out;
+  std::vector<size_t> asked;  // indices into `out` of the answerable questions
+  std::vector<FusedSequence> seqs;
+  for (int q : questions) {
+    QuestionAnswer a;
+    a.question = q;
+    if (q < 0 || q >= kNumQuestions) {
+      a.error = "unknown question";
+    } else if (kQuestionNeedsAudio[size_t(q)] && !tokens.has_audio) {
+      a.error = std::string("the clip has no audio track, so \"") + kQuestionText[size_t(q)] +
+                "\" cannot be answered (the question needs the spoken word)";
+    } else {
+      seqs.push_back(
+          layout_prompt(tokens.video, tokens.audio, question_chunk(kQuestionText[size_t(q)])));
+      a.tokens = seqs.back().length();
+      asked.push_back(out.size());
+    }
+    out.push_back(std::move(a));
+  }
+  if (seqs.empty()) return out;
+  std::vector<at::Tensor> embeds;
+  for (const auto& s : seqs) embeds.push_back(embed_sequence(f, s));
+  if (!share_prefix) {
+    for (size_t k = 0; k < seqs.size(); ++k)
+      out[asked[k]].answer =
+          decode_byte_ids(generate(f, embeds[k], seqs[k].positions, d, nullptr).tokens);
+    return out;
+  }
+  // The question is the only text and comes after the media: everything before it is the same
+  // for every question about this clip, so it runs once into the cache.
+  const auto prefix_of = [](const FusedSequence& s) {
+    return s.length() - (s.tokens.count("text") ? s.tokens.at("text") : 0);
+  };
+  const int64_t p = prefix_of(seqs[0]);
+  for (const auto& s : seqs)
+    if (prefix_of(s) != p)
+      throw RunError("answer_clip: the clip's prefix differs between questions (" +
+                     std::to_string(p) + " vs " + std::to_string(prefix_of(s)) + " tokens)");
+  KVCache cache;
+  if (p > 0) f.forward(embeds[0].slice(1, 0, p), seqs[0].positions.slice(1, 0, p), &cache);
+  if (batch_questions && p > 0 && seqs.size() > 1) {
+    std::vector<at::Tensor> q_embeds, q_pos;
+    for (size_t k = 0; k < seqs.size(); ++k) {
+      q_embeds.push_back(embeds[k].slice(1, p));
+      q_pos.push_back(seqs[k].positions.slice(1, p));
+    }
+    const auto ids = generate_batched(f, cache, q_embeds, q_pos, d);
+    for (size_t k = 0; k < seqs.size(); ++k) out[asked[k]].answer = decode_byte_ids(ids[k]);
+    return out;
+  }
+  for (size_t k = 0; k < seqs.size(); ++k) {
+    const GenerateResult r =
+        generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache);
+    cache.truncate(p);
+    out[asked[k]].answer = decode_byte_ids(r.tokens);
+  }
+  return out;
+}
+
+ShapesVoices load_demo_model(const std::string& model_dir, DemoConfig* config) {
+  const fs::path dir(model_dir);
+  const DemoConfig c = DemoConfig::load((dir / "config.json").string());
+  const std::string weights = (dir / "model.safetensors").string();
+  if (!fs::exists(weights)) throw InputError("model weights '" + weights + "' do not exist");
+  ShapesVoices m(c);
+  load_weights(*m, *SafeTensorsFile::open(weights));
+  m->eval();
+  if (config) *config = c;
+  return m;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+void set_compute_threads(int n) {
+  if (n <= 0) return;
+  at::set_num_threads(n);
+  // Looked up at run time: the BLAS behind libtorch may not be OpenBLAS.
+  using SetThreads = void (*)(int);
+  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+int auto_workers() {
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  double load[1] = {0};
+  const double busy = getloadavg(load, 1) == 1 ? load[0] : 0.0;
+  const int idle = static_cast<int>(std::lround(double(cores) - busy));
+  return std::clamp(idle, 1, std::min(cores, 2));
+}
+
+// ---- the graph ----
+
+namespace {
+
+// What flows between the stages: the job plus the previous stage's output (only that, so no
+// stage copies another's data).
+struct ClipWork {
+  std::shared_ptr<const ClipJob> job;
+  std::string error;
+  DecodedClip decoded;
+  ClipInputs inputs;
+  ClipTokens tokens;
+  std::vector<nlohmann::ordered_json> records;
+  std::array<double, 4> stage_ms{};  // decode, preprocess, encode, answer
+};
+
+ClipWork next_work(const ClipWork& in) {
+  ClipWork w;
+  w.job = in.job;
+  w.error = in.error;
+  w.stage_ms = in.stage_ms;
+  return w;
+}
+
+class JobSource : public Node {
+ public:
+  explicit JobSource(const std::vector<ClipJob>* jobs) : jobs_(jobs) {}
+  Flow process(Context& ctx) override {
+    if (next_ >= jobs_->size() || ctx.stop_requested()) return Flow::kDone;
+    ClipWork w;
+    w.job = std::make_shared<const ClipJob>((*jobs_)[next_]);
+    w.error = w.job->error;
+    ctx.emit<ClipWork>("out", std::move(w), Timestamp(int64_t(next_)));
+    ++next_;
+    return next_ < jobs_->size() ? Flow::kContinue : Flow::kDone;
+  }
+
+ private:
+  const std::vector<ClipJob>* jobs_;
+  size_t next_ = 0;
+};
+
+// A stage: runs `fn` on the clip unless an earlier stage failed; a failure becomes the clip's
+// error (reported in its records) instead of stopping the graph.
+class StageNode : public Node {
+ public:
+  using Fn = std::function<void(const ClipWork& in, ClipWork& out)>;
+  StageNode(int index, Fn fn) : index_(index), fn_(std::move(fn)) {}
+  Flow process(Context& ctx) override {
+    const Packet& p = ctx.input(0);
+    if (p.empty()) return Flow::kContinue;
+    const ClipWork& in = p.get<ClipWork>();
+    ClipWork out = next_work(in);
+    if (out.error.empty()) {
+      const auto t0 = Clock::now();
+      try {
+        fn_(in, out);
+      } catch (const std::exception& e) {
+        out.error = e.what();
+        ctx.count("failed_clips");
+      }
+      out.stage_ms[size_t(index_)] = ms_since(t0);
+    }
+    if (index_ == 3) finish_records(in, out);
+    ctx.emit<ClipWork>("out", std::move(out), p.timestamp());
+    return Flow::kContinue;
+  }
+
+ private:
+  // One record per question of the job, in the job's question order.
+  static void finish_records(const ClipWork& in, ClipWork& out) {
+    const ClipJob& job = *in.job;
+    if (!out.error.empty()) {
+      out.records.clear();
+      for (int q : job.questions) {
+        nlohmann::ordered_json r;
+        r["line"] = job.line;
+        r["file"] = job.file;
+        r["question"] = q >= 0 ? nlohmann::ordered_json(kQuestionText[size_t(q)]) : nullptr;
+        r["error"] = out.error;
+        out.records.push_back(std::move(r));
+      }
+    }
+  }
+
+  int index_;
+  Fn fn_;
+};
+
+Contract stage_contract(const std::string& doc) {
+  return Contract()
+      .doc(doc)
+      .input<ClipWork>("in", "a clip and the previous stage's output")
+      .output<ClipWork>("out", "the clip and this stage's output")
+      .policy(InputPolicy::kImmediate);
+}
+
+}  // namespace
+
+BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) {
+  BatchSummary s;
+  set_compute_threads(o.torch_threads);
+  const auto t_load = Clock::now();
+  DemoConfig config;
+  auto model = std::make_shared<ShapesVoices>(load_demo_model(o.model_dir, &config));
+  s.load_seconds = ms_since(t_load) / 1000.0;
+
+  auto decode = [config](const ClipWork& in, ClipWork& out) {
+    out.decoded = decode_clip(in.job->path, config);
+  };
+  auto preprocess = [config](const ClipWork& in, ClipWork& out) {
+    out.inputs = preprocess_clip(in.decoded, config);
+  };
+  auto encode = [model, vb = o.vision_batch](const ClipWork& in, ClipWork& out) {
+    out.tokens = encode_clip(**model, in.inputs, vb);
+  };
+  auto answer = [model, share = o.share_prefix, batched = o.batch_questions](const ClipWork& in,
+                                                                             ClipWork& out) {
+    const ClipJob& job = *in.job;
+    for (const auto& a : answer_clip(**model, in.tokens, job.questions, share, batched)) {
+      nlohmann::ordered_json r;
+      r["line"] = job.line;
+      r["file"] = job.file;
+      r["question"] = kQuestionText[size_t(a.question)];
+      if (!a.error.empty()) {
+        r["error"] = a.error;
+      } else {
+        r["answer"] = a.answer;
+        const char* key = kQuestionKey[size_t(a.question)];
+        if (job.truth.is_object() && job.truth.contains(key) && job.truth[key].is_string()) {
+          r["expected"] = job.truth[key];
+          r["correct"] = a.answer == job.truth[key].get<std::string>();
+        }
+      }
+      out.records.push_back(std::move(r));
+    }
+  };
+
+  GraphBuilder b("ask_batch");
+  b.add_instance("jobs", "ClipJobs",
+                 Contract()
+                     .doc("the manifest's clips, one packet per clip")
+                     .output<ClipWork>("out", "a clip job"),
+                 [&jobs] { return std::make_unique<JobSource>(&jobs); });
+  const std::array<std::pair<const char*, StageNode::Fn>, 4> stages = {
+      {{"decode", decode}, {"preprocess", preprocess}, {"encode", encode}, {"answer", answer}}};
+  const std::array<const char*, 4> docs = {
+      "MediaReader: fps-sampled RGB frames + 16 kHz mono PCM",
+      "ImagePreprocess + LogMel (whole clip) as the ask graph does",
+      "ViT over the frames, audio encoder over the log-mel",
+      "fusion transformer: greedy answers to the clip's questions"};
+  for (int i = 0; i < 4; ++i) {
+    const StageNode::Fn fn = stages[size_t(i)].second;
+    b.add_instance(stages[size_t(i)].first, "ClipStage", stage_contract(docs[size_t(i)]),
+                   [i, fn] { return std::make_unique<StageNode>(i, fn); });
+  }
+  b.connect("jobs.out", "decode.in")
+      .connect("decode.out", "preprocess.in")
+      .connect("preprocess.out", "encode.in")
+      .connect("encode.out", "answer.in")
+      .output("answer.out");
+  auto graph = b.build();
+  graph->observe("answer.out", [&](const Packet& p) {
+    const ClipWork& w = p.get<ClipWork>();
+    ++s.clips;
+    for (const auto& r : w.records) {
+      ++s.pairs;
+      if (r.contains("error")) {
+        ++s.errors;
+      } else {
+        ++s.answered;
+        if (r.contains("correct")) {
+          ++s.with_truth;
+          if (r["correct"].get<bool>()) ++s.correct;
+        }
+      }
+      if (o.on_record) o.on_record(r);
+    }
+  });
+  RunOptions ro;
+  ro.workers = o.workers > 0 ? o.workers : auto_workers();
+  s.workers = ro.workers;
+  ro.trace_path = o.trace_path;
+  const auto t0 = Clock::now();
+  graph->run(ro);
+  s.seconds = ms_since(t0) / 1000.0;
+  s.stats = graph->stats();
+  s.max_rss_mb = peak_rss_mb();
+  return s;
+}
+
+}  // namespace omni::demo

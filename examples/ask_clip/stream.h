@@ -1,0 +1,40 @@
+// Live question answering for the shapes & voices demo: a clip "plays" at real time from a paced
+// source through the streaming graph (ImagePreprocess/ImageEncoder per frame, LogMel/AudioEncoder
+// per 2 s window) into StreamAnswer, which runs each completed 2 s chunk of the prompt into the
+// fusion transformer's KV cache as it arrives, so only the tail and the question remain when the
+// clip ends. Used to measure the answer latency after the end of a clip (bench/e2e).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "examples/shapes_voices/model.h"
+
+namespace omni::demo {
+
+struct StreamOptions {
+  double speed = 1.0;            // playback speed (1 = real time)
+  double window_s = 2.0;         // audio window (log-mel normalisation and encoder attention)
+  int64_t audio_chunk_ms = 100;  // how often the source delivers audio
+  int workers = 3;               // graph workers (the paced source sleeps on one of them)
+  bool incremental = true;       // prefill completed chunks while playing (false: all at the end)
+};
+
+struct StreamResult {
+  std::string answer;
+  double latency_ms = 0;         // answer time minus the moment the clip finished playing
+  double clip_s = 0;             // playback duration
+  double inputs_done_ms = 0;     // from the clip's end until the last tokens reached StreamAnswer
+  double answer_ms = 0;          // the rest: prompt tail + question + greedy decoding
+  int64_t prompt_tokens = 0;     // whole prompt
+  int64_t tail_tokens = 0;       // prompt tokens left to run after the clip ended
+  bool prefix_mismatch = false;  // the prefilled prefix differed from the final layout (rerun)
+};
+
+// Plays `clip` through the streaming graph and answers question `question` (0..3). The model is
+// shared (only its fusion transformer is used; the encoder nodes load the same weights file).
+StreamResult stream_answer(const std::shared_ptr<ShapesVoices>& model, const std::string& model_dir,
+                           const std::string& clip, int question, const StreamOptions& options);
+
+}  // namespace omni::demo
