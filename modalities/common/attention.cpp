@@ -67,6 +67,9 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
       add = add.masked_fill(m.logical_not(), -std::numeric_limits<float>::infinity());
     return at::scaled_dot_product_attention(q, k, v, add, 0.0, false);
   }
+  // No mask left (one decoding query over the whole cache): pass none. libtorch >= 2 rejects an
+  // undefined tensor given as the mask.
+  if (!m.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false);
   return at::scaled_dot_product_attention(q, k, v, m, 0.0, false);
 #else
   return attention_explicit(q, k, v, mask, causal);
