@@ -232,13 +232,14 @@ TEST(ShapesVoices, DamagedOrMissingModelFilesGiveErrorsNamingTheFile) {
   }
 }
 
+// One libtorch thread: on a loaded 2-core machine two threads made this 6x slower (193 s vs 34 s).
 TEST(ShapesVoices, TrainDemoSmokeLossFalls) {
   const auto manifest = make_clips("smoke", 8, kHeldOutSeed + 3);
   const fs::path out = kWork / "smoke_model";
   const fs::path log = kWork / "smoke_log.txt";
   const std::string cmd = std::string(TRAIN_DEMO_BIN) + " --quiet --train " + manifest +
-                          " --steps 24 --batch 4 --lr 2e-3 --seed 5 --out " + out.string() + " > " +
-                          log.string();
+                          " --steps 24 --batch 4 --lr 2e-3 --seed 5 --threads 1 --out " +
+                          out.string() + " > " + log.string();
   ASSERT_EQ(run(cmd), 0) << cmd;
   std::ifstream in(log);
   std::vector<double> losses;
