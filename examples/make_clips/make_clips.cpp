@@ -90,6 +90,9 @@ std::vector<float> read_wav_s16(const std::string& path, int& rate) {
 
 // Band-limited resampling (Hann-windowed sinc, cutoff 0.9 x the lower Nyquist).
 std::vector<float> resample(const std::vector<float>& x, int from, int to) {
+  if (from <= 0 || to <= 0)
+    throw omni::InputError("resample: bad sample rates " + std::to_string(from) + " -> " +
+                           std::to_string(to));
   if (from == to) return x;
   const double ratio = double(from) / to;
   const double fc = 0.45 * std::min(from, to) / double(from);  // cycles per input sample
@@ -194,8 +197,12 @@ ClipInfo make_clip(const Options& o, int index, const fs::path& dir) {
                             std::to_string(c.pitch) + " -w " + shell_quote(speech.string()) + " " +
                             omni::demo::kColors[c.spoken];
     if (std::system(cmd.c_str()) != 0) throw omni::InputError("espeak-ng failed: " + cmd);
+    // Two statements: as arguments of one call, `rate` could be read before read_wav_s16 sets it
+    // (unspecified evaluation order; GCC passed 0, which resampled the voice to nothing).
     int rate = 0;
-    std::vector<float> voice = resample(read_wav_s16(speech.string(), rate), rate, o.sample_rate);
+    const std::vector<float> raw = read_wav_s16(speech.string(), rate);
+    std::vector<float> voice = resample(raw, rate, o.sample_rate);
+    if (voice.empty()) throw omni::InputError("espeak-ng wrote no speech for: " + cmd);
     fs::remove(speech);
     float peak = 1e-6f;
     for (float v : voice) peak = std::max(peak, std::abs(v));

@@ -2,7 +2,10 @@
 // Inputs are produced by the inference graph's own preprocessing nodes (MediaSource,
 // ImagePreprocess, LogMel: see pipeline.h), cached once, then the encoders and the fusion
 // transformer (the same module classes the ImageEncoder / AudioEncoder / Generate nodes hold) are
-// trained end to end with teacher-forced cross-entropy on the answer tokens.
+// trained with teacher-forced cross-entropy on the answer tokens. Two phases in one run: an
+// encoder warm-up (training-only linear heads on the pooled vision / audio tokens predict the
+// shape, its colour and the spoken colour; no fusion forward, so steps are cheap), then end to end
+// (answer loss + the same auxiliary loss). The auxiliary heads are never saved with the model.
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
@@ -14,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,9 +37,13 @@ using namespace omni::demo;
 namespace {
 
 struct Options {
-  std::string train, val, out = "models/shapes_voices", init;
+  std::string train, val, out = "models/shapes_voices", init, config;
   int steps = 1500, batch = 6, eval_every = 250, val_clips = 100, threads = 2;
-  double lr = 1e-3, weight_decay = 0.01;
+  int encoder_steps = 0, encoder_batch = 16, encoder_eval_every = 0, questions = 4;
+  double lr = 1e-3, encoder_lr = 2e-3, weight_decay = 0.01;
+  double aux_weight = 0.5, drop_audio = 0.0, first_token_weight = 0.0, hflip = 0.0;
+  double aux_token_weight = 0.0;
+  std::vector<double> question_weights{1, 1, 1, 1};
   uint64_t seed = 1;
   int max_clips = 0;
   bool quiet = false;
@@ -82,11 +90,129 @@ std::vector<Sample> load_set(const std::string& manifest, const DemoConfig& cfg,
   return out;
 }
 
+// Training-only linear heads on max-pooled encoder tokens: shape (3) + colour (4) per video
+// frame, spoken colour (4) per clip. A direct signal into each encoder, which the answer loss
+// alone gives only weakly; not part of the model (never saved). Max rather than mean pooling: the
+// shape and the word each cover a few tokens, and a probe of the ViT on synthetic frames learned
+// shape within 300 steps with max pooling (98 %) against 78 % with mean pooling.
+struct AuxHeadsImpl : torch::nn::Module {
+  explicit AuxHeadsImpl(int64_t dim) {
+    vision = register_module("vision", torch::nn::Linear(dim, 7));
+    audio = register_module("audio", torch::nn::Linear(dim, 4));
+  }
+  torch::nn::Linear vision{nullptr}, audio{nullptr};
+};
+TORCH_MODULE(AuxHeads);
+
+// Encoder outputs of a batch of clips: one ViT forward over every frame, one audio forward per
+// distinct mel length (normally one for the whole batch).
+struct Encoded {
+  at::Tensor vis;                  // [sum F, N, d]
+  std::vector<at::Tensor> audio;   // per clip [Na, d]
+  std::vector<int64_t> first_row;  // per clip, its first frame in vis
+};
+
+// `flip[i]`: clip i's frames are mirrored left-right (augmentation; every shape is symmetric).
+Encoded encode_batch(ShapesVoicesImpl& m, const std::vector<const Sample*>& clips,
+                     const std::vector<bool>& flip = {}) {
+  Encoded e;
+  std::vector<at::Tensor> frames;
+  int64_t row = 0;
+  for (size_t i = 0; i < clips.size(); ++i) {
+    const Sample* s = clips[i];
+    frames.push_back(i < flip.size() && flip[i] ? s->frames.flip({3}) : s->frames);
+    e.first_row.push_back(row);
+    row += s->frames.size(0);
+  }
+  e.vis = m.vision->forward(at::cat(frames, 0));
+  e.audio.resize(clips.size());
+  std::vector<bool> done(clips.size(), false);
+  for (size_t i = 0; i < clips.size(); ++i) {
+    if (done[i]) continue;
+    const int64_t T = clips[i]->t.mels[0].size(1);
+    std::vector<size_t> group;
+    std::vector<at::Tensor> mels;
+    for (size_t j = i; j < clips.size(); ++j)
+      if (!done[j] && clips[j]->t.mels.size() == 1 && clips[j]->t.mels[0].size(1) == T) {
+        group.push_back(j);
+        mels.push_back(clips[j]->t.mels[0]);
+        done[j] = true;
+      }
+    if (group.empty()) {  // several mel windows: their tokens concatenated
+      std::vector<at::Tensor> parts;
+      for (const auto& mel : clips[i]->t.mels) parts.push_back(m.audio->forward(mel));
+      e.audio[i] = at::cat(parts, 0);
+      done[i] = true;
+      continue;
+    }
+    const at::Tensor out = m.audio->forward(at::stack(mels));
+    for (size_t k = 0; k < group.size(); ++k) e.audio[group[k]] = out[int64_t(k)];
+  }
+  return e;
+}
+
+struct AuxResult {
+  at::Tensor loss;
+  std::array<double, 3> correct{};  // shape, colour (per frame), spoken (per clip)
+  std::array<double, 3> total{};
+};
+
+// `token_weight` > 0 adds the same heads' loss on every vision token, so that each token (not only
+// the pooled maximum) carries the shape and its colour, wherever the fusion's attention looks.
+AuxResult aux_loss(AuxHeadsImpl& heads, const Encoded& e, const std::vector<const Sample*>& clips,
+                   double token_weight = 0.0) {
+  namespace F = torch::nn::functional;
+  std::vector<int64_t> shape, color, spoken;
+  for (const Sample* s : clips) {
+    for (int64_t f = 0; f < s->frames.size(0); ++f) {
+      shape.push_back(s->info.shape);
+      color.push_back(s->info.color);
+    }
+    spoken.push_back(s->info.spoken);
+  }
+  const at::Tensor vl = heads.vision(std::get<0>(e.vis.max(1)));  // [sum F, 7]
+  std::vector<at::Tensor> pooled;
+  for (const auto& a : e.audio) pooled.push_back(std::get<0>(a.max(0)));
+  const at::Tensor al = heads.audio(at::stack(pooled));  // [B, 4]
+  const at::Tensor ts = at::tensor(shape, at::kLong), tc = at::tensor(color, at::kLong),
+                   tp = at::tensor(spoken, at::kLong);
+  const at::Tensor ls = vl.slice(1, 0, 3), lc = vl.slice(1, 3, 7);
+  AuxResult r;
+  r.loss = F::cross_entropy(ls, ts) + F::cross_entropy(lc, tc) + F::cross_entropy(al, tp);
+  if (token_weight > 0) {
+    const int64_t n = e.vis.size(1);
+    const at::Tensor vt = heads.vision(e.vis).reshape({-1, 7});  // [sum F * N, 7]
+    r.loss = r.loss + token_weight * (F::cross_entropy(vt.slice(1, 0, 3), ts.repeat_interleave(n)) +
+                                      F::cross_entropy(vt.slice(1, 3, 7), tc.repeat_interleave(n)));
+  }
+  r.correct = {ls.argmax(1).eq(ts).sum().item<double>(), lc.argmax(1).eq(tc).sum().item<double>(),
+               al.argmax(1).eq(tp).sum().item<double>()};
+  r.total = {double(ts.size(0)), double(tc.size(0)), double(tp.size(0))};
+  return r;
+}
+
+// Linear-probe accuracy of the auxiliary heads on the validation clips.
+std::array<double, 3> aux_accuracy(ShapesVoicesImpl& m, AuxHeadsImpl& heads,
+                                   const std::vector<Sample>& val) {
+  torch::NoGradGuard ng;
+  m.eval();
+  std::array<double, 3> c{}, t{};
+  for (size_t i = 0; i < val.size(); i += 16) {
+    std::vector<const Sample*> clips;
+    for (size_t j = i; j < std::min(val.size(), i + 16); ++j) clips.push_back(&val[j]);
+    const AuxResult r = aux_loss(heads, encode_batch(m, clips), clips);
+    for (int k = 0; k < 3; ++k) c[k] += r.correct[k], t[k] += r.total[k];
+  }
+  m.train();
+  return {c[0] / std::max(1.0, t[0]), c[1] / std::max(1.0, t[1]), c[2] / std::max(1.0, t[2])};
+}
+
 // Prompt + teacher-forced answer for one (clip, question): inputs, positions and targets.
 struct Seq {
   at::Tensor embeds;     // [L, d]
   at::Tensor positions;  // [3, L]
   at::Tensor targets;    // [L], -100 where no loss
+  int64_t first = 0;     // index of the first answer target
 };
 
 Seq make_seq(ShapesVoicesImpl& m, const std::vector<TokenChunk>& video,
@@ -104,14 +230,17 @@ Seq make_seq(ShapesVoicesImpl& m, const std::vector<TokenChunk>& video,
   s.positions = at::cat({prompt.positions, ap}, 1);
   s.targets = at::full({lp + na - 1}, -100, at::kLong);
   s.targets.slice(0, lp - 1, lp - 1 + na).copy_(at::tensor(ans, at::kLong));
+  s.first = lp - 1;
   return s;
 }
 
-// Greedy answer through fusion's generate(), the Generate node's decoding loop.
-std::string greedy(ShapesVoicesImpl& m, const Sample& s, Question q) {
+// Greedy answer through fusion's generate(), the Generate node's decoding loop. Without audio the
+// prompt has no audio tokens, like the graph for a clip without an audio track.
+std::string greedy(ShapesVoicesImpl& m, const Sample& s, Question q, bool with_audio = true) {
   torch::NoGradGuard ng;
   auto video = encode_video(m, s.frames, s.t.frame_us, "clip/video");
-  auto audio = encode_audio(m, s.t.mels, s.t.mel_us, "clip/audio");
+  std::vector<TokenChunk> audio;
+  if (with_audio) audio = encode_audio(m, s.t.mels, s.t.mel_us, "clip/audio");
   const FusedSequence prompt = layout_prompt(video, audio, question_chunk(kQuestionText[int(q)]));
   DecodeOptions d;
   d.max_new_tokens = m.config.max_answer_tokens;
@@ -120,23 +249,57 @@ std::string greedy(ShapesVoicesImpl& m, const Sample& s, Question q) {
   return decode_byte_ids(r.tokens);
 }
 
-std::array<double, 4> evaluate(ShapesVoicesImpl& m, const std::vector<Sample>& val) {
+// Accuracy per question, then the shape question on the same clips without their audio.
+std::array<double, 5> evaluate(ShapesVoicesImpl& m, const std::vector<Sample>& val) {
   m.eval();
-  std::array<double, 4> acc{};
-  for (const auto& s : val)
+  std::array<double, 5> acc{};
+  for (const auto& s : val) {
     for (int q = 0; q < kNumQuestions; ++q)
       acc[q] += greedy(m, s, Question(q)) == answer_for(s.info, Question(q));
+    acc[4] += greedy(m, s, Question::kShape, false) == answer_for(s.info, Question::kShape);
+  }
   for (auto& a : acc) a /= double(std::max<size_t>(1, val.size()));
   m.train();
   return acc;
 }
 
-std::string acc_str(const std::array<double, 4>& a) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "shape %.3f color %.3f spoken %.3f match %.3f", a[0], a[1], a[2],
-                a[3]);
+std::string acc_str(const std::array<double, 5>& a) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "shape %.3f color %.3f spoken %.3f match %.3f (shape without audio %.3f)", a[0],
+                a[1], a[2], a[3], a[4]);
   return buf;
 }
+
+// Warmup (5 %) then cosine from `peak` to 0 over `total` steps.
+double schedule(double peak, int step, int total) {
+  const int warmup = std::max(1, total / 20);
+  if (step <= warmup) return peak * step / warmup;
+  return peak * 0.5 * (1 + std::cos(M_PI * (step - warmup) / std::max(1, total - warmup)));
+}
+
+// Cycles through a training set in reshuffled epochs (Fisher-Yates with our own RNG, so the order
+// is the same with any standard library).
+class ClipOrder {
+ public:
+  ClipOrder(size_t n, DetRng& rng) : order_(n), rng_(rng) {
+    std::iota(order_.begin(), order_.end(), 0);
+    cursor_ = n;
+  }
+  size_t next() {
+    if (cursor_ == order_.size()) {
+      for (size_t i = order_.size() - 1; i > 0; --i)
+        std::swap(order_[i], order_[rng_.below(i + 1)]);
+      cursor_ = 0;
+    }
+    return order_[cursor_++];
+  }
+
+ private:
+  std::vector<size_t> order_;
+  DetRng& rng_;
+  size_t cursor_;
+};
 
 }  // namespace
 
@@ -146,29 +309,64 @@ int main(int argc, char** argv) {
   app.add_option("--train", o.train, "training manifest.jsonl (from make_clips)")->required();
   app.add_option("--val", o.val, "validation manifest.jsonl (another seed)");
   app.add_option("--out", o.out, "output model directory");
-  app.add_option("--steps", o.steps, "optimizer steps");
-  app.add_option("--batch", o.batch, "clips per step (each with all four questions)");
-  app.add_option("--lr", o.lr, "peak learning rate (AdamW, warmup + cosine)");
-  app.add_option("--seed", o.seed, "seed for init and batch order");
-  app.add_option("--eval-every", o.eval_every, "steps between validation runs (0 = end only)");
+  app.add_option("--config", o.config, "model config.json to train (default: built-in sizes)");
+  app.add_option("--encoder-steps", o.encoder_steps,
+                 "phase 1: encoder warm-up steps on the auxiliary heads only (no fusion)");
+  app.add_option("--encoder-batch", o.encoder_batch, "phase 1: clips per step");
+  app.add_option("--encoder-lr", o.encoder_lr, "phase 1: peak learning rate");
+  app.add_option("--encoder-eval-every", o.encoder_eval_every,
+                 "phase 1: steps between linear-probe validations (0 = end only)");
+  app.add_option("--steps", o.steps, "phase 2: end-to-end optimizer steps");
+  app.add_option("--batch", o.batch, "phase 2: clips per step");
+  app.add_option("--questions", o.questions,
+                 "phase 2: questions per clip and step (1-4, drawn at random)");
+  app.add_option("--lr", o.lr, "phase 2: peak learning rate (AdamW, warmup + cosine)");
+  app.add_option("--aux-weight", o.aux_weight, "phase 2: weight of the auxiliary heads' loss");
+  app.add_option("--drop-audio", o.drop_audio,
+                 "phase 2: probability that a clip is shown without its audio (visual questions)");
+  app.add_option("--first-token-weight", o.first_token_weight,
+                 "phase 2: extra loss weight on each answer's first token");
+  app.add_option(
+      "--hflip", o.hflip,
+      "probability that a training clip's frames are mirrored left-right (augmentation)");
+  app.add_option("--aux-token-weight", o.aux_token_weight,
+                 "weight of the auxiliary vision loss on every token (besides the pooled one)");
+  std::string question_weights = "1,1,1,1";
+  app.add_option("--question-weights", question_weights,
+                 "phase 2: relative draw weights of the questions, \"shape,color,spoken,match\"");
+  app.add_option("--seed", o.seed, "seed for init, batch order and question draws");
+  app.add_option("--eval-every", o.eval_every, "phase 2: steps between validations (0 = end)");
   app.add_option("--val-clips", o.val_clips, "validation clips used");
   app.add_option("--max-clips", o.max_clips, "use at most this many training clips (0 = all)");
   app.add_option("--threads", o.threads, "libtorch intra-op threads");
   app.add_option("--init", o.init, "start from this model directory's weights (continue training)");
   app.add_flag("--quiet", o.quiet, "less output");
   CLI11_PARSE(app, argc, argv);
+  o.questions = std::clamp(o.questions, 1, kNumQuestions);
+  {
+    o.question_weights.clear();
+    std::stringstream ss(question_weights);
+    for (std::string item; std::getline(ss, item, ',');)
+      o.question_weights.push_back(std::stod(item));
+    if (o.question_weights.size() != size_t(kNumQuestions)) {
+      std::cerr << "train_demo: --question-weights needs four comma-separated numbers\n";
+      return 2;
+    }
+  }
 
   try {
+    namespace F = torch::nn::functional;
     const auto t_start = Clock::now();
     at::set_num_threads(o.threads);
     torch::manual_seed(int64_t(o.seed));
-    DemoConfig cfg;
+    const DemoConfig cfg = o.config.empty() ? DemoConfig{} : DemoConfig::load(o.config);
     auto train = load_set(o.train, cfg, o.max_clips, "train");
     std::vector<Sample> val;
     if (!o.val.empty()) val = load_set(o.val, cfg, o.val_clips, "val");
     const double prep_s = since(t_start);
 
     ShapesVoices model(cfg);
+    AuxHeads heads(cfg.dim);
     if (!o.init.empty())
       load_weights(*model,
                    *SafeTensorsFile::open((fs::path(o.init) / "model.safetensors").string()));
@@ -181,6 +379,7 @@ int main(int argc, char** argv) {
     // No weight decay on norms, biases and embeddings-as-positions (1-D tensors).
     std::vector<at::Tensor> decay, no_decay;
     for (const auto& p : model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    for (const auto& p : heads->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
     torch::optim::AdamW opt(
         {torch::optim::OptimizerParamGroup(
              decay, std::make_unique<torch::optim::AdamWOptions>(
@@ -189,79 +388,141 @@ int main(int argc, char** argv) {
              no_decay, std::make_unique<torch::optim::AdamWOptions>(
                            torch::optim::AdamWOptions(o.lr).weight_decay(0.0)))},
         torch::optim::AdamWOptions(o.lr));
-    const int warmup = std::max(1, o.steps / 20);
+    auto set_lr = [&](double lr) {
+      for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+    };
+    auto all_params = model->parameters();
+    for (const auto& p : heads->parameters()) all_params.push_back(p);
 
     DetRng rng(o.seed);
-    std::vector<size_t> order(train.size());
-    std::iota(order.begin(), order.end(), 0);
-    size_t cursor = order.size();
-    auto next_clip = [&]() {
-      if (cursor == order.size()) {  // Fisher-Yates with our own RNG: reproducible everywhere
-        for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
-        cursor = 0;
-      }
-      return order[cursor++];
-    };
+    ClipOrder order(train.size(), rng);
+    nlohmann::ordered_json summary;
 
+    // Phase 1: encoders + auxiliary heads only.
+    const auto t_enc = Clock::now();
+    std::array<double, 3> probe{};
+    for (int step = 1; step <= o.encoder_steps; ++step) {
+      const double lr = schedule(o.encoder_lr, step, o.encoder_steps);
+      set_lr(lr);
+      std::vector<const Sample*> clips;
+      std::vector<bool> flip;
+      for (int b = 0; b < o.encoder_batch; ++b) {
+        clips.push_back(&train[order.next()]);
+        flip.push_back(o.hflip > 0 && rng.uniform() < o.hflip);
+      }
+      const AuxResult r =
+          aux_loss(*heads, encode_batch(*model, clips, flip), clips, o.aux_token_weight);
+      opt.zero_grad();
+      r.loss.backward();
+      torch::nn::utils::clip_grad_norm_(all_params, 1.0);
+      opt.step();
+      const double l = r.loss.item<double>();
+      if (!o.quiet)
+        progress("encoders", step, o.encoder_steps, since(t_enc),
+                 "aux loss " + std::to_string(l).substr(0, 6));
+      std::printf("encoder step %d aux loss %.6f\n", step, l);
+      std::fflush(stdout);
+      if (!val.empty() && ((o.encoder_eval_every > 0 && step % o.encoder_eval_every == 0) ||
+                           step == o.encoder_steps)) {
+        probe = aux_accuracy(*model, *heads, val);
+        std::fprintf(stderr,
+                     "\nencoder step %d: validation probe: shape %.3f color %.3f spoken %.3f\n",
+                     step, probe[0], probe[1], probe[2]);
+      }
+    }
+    const double enc_s = since(t_enc);
+
+    // Phase 2: end to end (answer loss + auxiliary loss). Optimizer moments carry over.
     const auto t_train = Clock::now();
     double ema = 0, first_loss = -1;
-    std::array<double, 4> last_acc{};
+    std::array<double, 5> last_acc{};
     for (int step = 1; step <= o.steps; ++step) {
-      const double lr =
-          step <= warmup
-              ? o.lr * step / warmup
-              : o.lr * 0.5 * (1 + std::cos(M_PI * (step - warmup) / std::max(1, o.steps - warmup)));
-      for (auto& g : opt.param_groups()) g.options().set_lr(lr);
+      const double lr = schedule(o.lr, step, o.steps);
+      set_lr(lr);
 
-      std::vector<size_t> idx;
-      for (int b = 0; b < o.batch; ++b) idx.push_back(next_clip());
-      // One ViT forward for every frame of the batch, one audio forward per clip.
-      std::vector<at::Tensor> frames;
-      for (size_t i : idx) frames.push_back(train[i].frames);
-      const at::Tensor all = at::cat(frames, 0);
-      const at::Tensor vis = model->vision->forward(all);
-      const VisualGrid g = model->vision->grid(all.size(2), all.size(3));
+      std::vector<const Sample*> clips;
+      std::vector<bool> flip;
+      for (int b = 0; b < o.batch; ++b) {
+        clips.push_back(&train[order.next()]);
+        flip.push_back(o.hflip > 0 && rng.uniform() < o.hflip);
+      }
+      const Encoded enc = encode_batch(*model, clips, flip);
+      const VisualGrid g = model->vision->grid(clips[0]->frames.size(2), clips[0]->frames.size(3));
       std::vector<Seq> seqs;
-      int64_t row = 0;
-      for (size_t i : idx) {
-        const Sample& s = train[i];
+      for (size_t c = 0; c < clips.size(); ++c) {
+        const Sample& s = *clips[c];
         std::vector<TokenChunk> video;
         for (size_t f = 0; f < s.t.frames.size(); ++f) {
-          TokenChunk c;
-          c.modality = Modality::kVideo;
-          c.embeddings = vis[row++];
-          c.start_us = c.end_us = s.t.frame_us[f];
-          c.grid_h = g.h;
-          c.grid_w = g.w;
-          c.stream = "clip/video";
-          video.push_back(std::move(c));
+          TokenChunk t;
+          t.modality = Modality::kVideo;
+          t.embeddings = enc.vis[enc.first_row[c] + int64_t(f)];
+          t.start_us = t.end_us = s.t.frame_us[f];
+          t.grid_h = g.h;
+          t.grid_w = g.w;
+          t.stream = "clip/video";
+          video.push_back(std::move(t));
         }
-        auto audio = encode_audio(*model, s.t.mels, s.t.mel_us, "clip/audio");
+        // Without audio (as for a clip with no audio track) only visual questions are asked.
+        const bool drop = o.drop_audio > 0 && rng.uniform() < o.drop_audio;
+        std::vector<TokenChunk> audio;
+        if (!drop) {
+          TokenChunk a;
+          a.modality = Modality::kAudio;
+          a.embeddings = enc.audio[c];
+          a.start_us = s.t.mel_us[0];
+          a.end_us = s.t.mel_us[0];
+          for (const auto& mel : s.t.mels) a.end_us += mel.size(1) * 10000;
+          a.grid_w = a.embeddings.size(0);
+          a.stream = "clip/audio";
+          audio.push_back(std::move(a));
+        }
+        // Draw `questions` distinct questions by weight (without replacement).
+        std::vector<int> pool, qs;
         for (int q = 0; q < kNumQuestions; ++q)
+          if (!drop || !kQuestionNeedsAudio[size_t(q)]) pool.push_back(q);
+        while (!pool.empty() && int(qs.size()) < o.questions) {
+          double total = 0;
+          for (int q : pool) total += o.question_weights[size_t(q)];
+          double u = rng.uniform() * total;
+          size_t k = 0;
+          while (k + 1 < pool.size() && u >= o.question_weights[size_t(pool[k])])
+            u -= o.question_weights[size_t(pool[k++])];
+          qs.push_back(pool[k]);
+          pool.erase(pool.begin() + int64_t(k));
+        }
+        for (int q : qs)
           seqs.push_back(
               make_seq(*model, video, audio, Question(q), answer_for(s.info, Question(q))));
       }
       int64_t L = 0;
       for (const auto& s : seqs) L = std::max(L, s.embeds.size(0));
       // Right padding: causal attention keeps real tokens blind to it; its targets are ignored.
-      std::vector<at::Tensor> e, p, t;
+      std::vector<at::Tensor> e, p, t, w;
       for (const auto& s : seqs) {
         const int64_t pad = L - s.embeds.size(0);
         e.push_back(at::constant_pad_nd(s.embeds, {0, 0, 0, pad}));
         p.push_back(at::constant_pad_nd(s.positions, {0, pad}));
         t.push_back(at::constant_pad_nd(s.targets, {0, pad}, -100));
+        at::Tensor wt = s.targets.ne(-100).to(at::kFloat);
+        wt[s.first] += o.first_token_weight;
+        w.push_back(at::constant_pad_nd(wt, {0, pad}));
       }
       const at::Tensor h = model->fusion->forward(at::stack(e), at::stack(p, 1));
       const at::Tensor logits = model->fusion->lm_logits(h);
-      const at::Tensor loss = torch::nn::functional::cross_entropy(
-          logits.reshape({-1, logits.size(-1)}), at::stack(t).reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+      const at::Tensor weights = at::stack(w).reshape({-1});
+      const at::Tensor ce =
+          F::cross_entropy(logits.reshape({-1, logits.size(-1)}), at::stack(t).reshape({-1}),
+                           F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone));
+      const at::Tensor lm_loss = (ce * weights).sum() / weights.sum();
+      at::Tensor loss = lm_loss;
+      if (o.aux_weight > 0)
+        loss = loss + o.aux_weight * aux_loss(*heads, enc, clips, o.aux_token_weight).loss;
       opt.zero_grad();
       loss.backward();
-      torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+      torch::nn::utils::clip_grad_norm_(all_params, 1.0);
       opt.step();
 
-      const double l = loss.item<double>();
+      const double l = lm_loss.item<double>();
       if (first_loss < 0) first_loss = l;
       ema = step == 1 ? l : 0.95 * ema + 0.05 * l;
       if (!o.quiet)
@@ -274,33 +535,55 @@ int main(int argc, char** argv) {
                      acc_str(last_acc).c_str());
       }
       std::printf("step %d loss %.6f\n", step, l);
+      std::fflush(stdout);
     }
     const double train_s = since(t_train);
 
     fs::create_directories(o.out);
     const std::string weights = (fs::path(o.out) / "model.safetensors").string();
-    TensorMap tensors;
+    TensorMap tensors;  // the model only: the auxiliary heads are not part of it
     for (auto& [k, v] : module_tensors(*model)) tensors[k] = v.detach().to(at::kHalf);
     save_safetensors(
         weights, tensors,
         {{"format", "pt"}, {"model", "shapes_voices"}, {"config", cfg.to_json().dump()}});
     std::ofstream(fs::path(o.out) / "config.json") << cfg.to_json().dump(2) << "\n";
 
-    nlohmann::ordered_json summary;
     summary["parameters"] = n_params;
     summary["train_clips"] = train.size();
     summary["val_clips"] = val.size();
+    summary["seed"] = o.seed;
+    summary["threads"] = o.threads;
+    summary["encoder_steps"] = o.encoder_steps;
+    summary["encoder_batch_clips"] = o.encoder_batch;
+    summary["encoder_lr"] = o.encoder_lr;
     summary["steps"] = o.steps;
     summary["batch_clips"] = o.batch;
-    summary["seed"] = o.seed;
+    summary["questions_per_clip"] = o.questions;
+    summary["lr"] = o.lr;
+    summary["aux_weight"] = o.aux_weight;
+    summary["drop_audio"] = o.drop_audio;
+    summary["first_token_weight"] = o.first_token_weight;
+    summary["hflip"] = o.hflip;
+    summary["aux_token_weight"] = o.aux_token_weight;
+    summary["question_weights"] = o.question_weights;
     summary["first_loss"] = first_loss;
     summary["final_loss_ema"] = ema;
     summary["preprocess_seconds"] = prep_s;
+    summary["encoder_seconds"] = enc_s;
     summary["train_seconds"] = train_s;
     summary["total_seconds"] = since(t_start);
-    if (!val.empty())
-      for (int q = 0; q < kNumQuestions; ++q)
-        summary["val_accuracy"][kQuestionKey[q]] = last_acc[q];
+    if (!val.empty()) {
+      if (o.encoder_steps > 0) {
+        summary["encoder_probe_accuracy"]["shape"] = probe[0];
+        summary["encoder_probe_accuracy"]["color"] = probe[1];
+        summary["encoder_probe_accuracy"]["spoken"] = probe[2];
+      }
+      if (o.steps > 0) {
+        for (int q = 0; q < kNumQuestions; ++q)
+          summary["val_accuracy"][kQuestionKey[q]] = last_acc[q];
+        summary["val_accuracy"]["shape_without_audio"] = last_acc[4];
+      }
+    }
     std::ofstream(fs::path(o.out) / "training.json") << summary.dump(2) << "\n";
     std::cerr << "wrote " << weights << "\n" << summary.dump(2) << "\n";
   } catch (const std::exception& e) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "examples/shapes_voices/pipeline.h"
 #include "examples/shapes_voices/task.h"
@@ -31,14 +33,22 @@ const fs::path kWork = fs::path(OMNI_BINARY_DIR) / "integration";
 
 int run(const std::string& cmd) { return std::system(cmd.c_str()); }
 
+// Generates clips once per build tree (cached under build/integration, shared by the tests).
+// Written to a private folder and renamed into place, so tests run in parallel (ctest -j) never
+// read a half-written set.
 std::string make_clips(const std::string& name, int count, uint64_t seed,
                        const std::string& extra = "") {
   const fs::path dir = kWork / name;
   if (!fs::exists(dir / "manifest.jsonl")) {
-    const std::string cmd = std::string(MAKE_CLIPS_BIN) + " --quiet --out " + dir.string() +
+    const fs::path tmp = kWork / (name + ".tmp" + std::to_string(::getpid()));
+    fs::remove_all(tmp);
+    const std::string cmd = std::string(MAKE_CLIPS_BIN) + " --quiet --out " + tmp.string() +
                             " --count " + std::to_string(count) + " --seed " +
-                            std::to_string(seed) + " " + extra;
+                            std::to_string(seed) + " " + extra + " > /dev/null";
     if (run(cmd) != 0) throw std::runtime_error("failed: " + cmd);
+    std::error_code ec;
+    fs::rename(tmp, dir, ec);
+    if (ec) fs::remove_all(tmp);  // another test made the same set first
   }
   return (dir / "manifest.jsonl").string();
 }
@@ -49,11 +59,14 @@ struct Accuracy {
   double of(int q) const { return total[q] ? double(correct[q]) / total[q] : 0.0; }
 };
 
-Accuracy evaluate(const Asker& asker, const std::vector<ClipInfo>& clips) {
+// Asks `questions` about every clip.
+Accuracy evaluate(const Asker& asker, const std::vector<ClipInfo>& clips,
+                  const std::vector<Question>& questions) {
   Accuracy a;
   for (const auto& c : clips)
-    for (int q = 0; q < kNumQuestions; ++q) {
-      const std::string want = answer_for(c, Question(q));
+    for (Question question : questions) {
+      const int q = int(question);
+      const std::string want = answer_for(c, question);
       const std::string got = asker.ask(c.file, kQuestionText[q]).answer;
       a.total[q]++;
       if (got == want)
@@ -62,58 +75,92 @@ Accuracy evaluate(const Asker& asker, const std::vector<ClipInfo>& clips) {
         a.failures += "  " + c.file + " \"" + kQuestionText[q] + "\": got '" + got +
                       "', expected '" + want + "'\n";
     }
-  for (int q = 0; q < kNumQuestions; ++q)
+  for (Question question : questions) {
+    const int q = int(question);
     std::printf("%-40s %d/%d = %.3f\n", kQuestionText[q], a.correct[q], a.total[q], a.of(q));
+  }
   return a;
 }
 
-// The shipped model does not reach the accuracy bars yet (see
-// models/shapes_voices/README.md: colour 100%, shape/spoken/match near chance after 22 minutes of
-// training). These quality tests stay in the suite, disabled, until a longer training run ships
-// weights that pass them; run them with --gtest_also_run_disabled_tests.
-TEST(ShapesVoices, DISABLED_HeldOutClipsReachNinetyFivePercentPerQuestion) {
-  const auto clips = read_manifest(make_clips("heldout", kHeldOutClips, kHeldOutSeed));
-  ASSERT_EQ(int(clips.size()), kHeldOutClips);
-  const Asker asker(kModelDir);
-  const Accuracy a = evaluate(asker, clips);
-  for (int q = 0; q < kNumQuestions; ++q) {
+void expect_at_least(const Accuracy& a, const std::vector<Question>& questions, double bar) {
+  for (Question question : questions) {
+    const int q = int(question);
     EXPECT_GE(a.total[q], 40);
-    EXPECT_GE(a.of(q), 0.95) << kQuestionText[q] << "\n" << a.failures;
+    EXPECT_GE(a.of(q), bar) << kQuestionText[q] << "\n" << a.failures;
   }
 }
 
-TEST(ShapesVoices, DISABLED_ReencodedLargerClipsReachNinetyPercent) {
-  const auto manifest = make_clips("reencode_src", kHeldOutClips, kHeldOutSeed + 1);
-  auto clips = read_manifest(manifest);
+std::vector<ClipInfo> held_out_clips() {
+  auto clips = read_manifest(make_clips("heldout", kHeldOutClips, kHeldOutSeed));
+  EXPECT_EQ(int(clips.size()), kHeldOutClips);
+  return clips;
+}
+
+// The held-out clips re-encoded at 640x360, 30 fps, 44.1 kHz stereo: the graph must normalise
+// all of it. Written under temporary names and renamed, so an interrupted run leaves no partial
+// file.
+std::vector<ClipInfo> reencoded_clips() {
+  auto clips = held_out_clips();
   const fs::path out = kWork / "reencoded";
   fs::create_directories(out);
   for (auto& c : clips) {
     const fs::path dst = out / fs::path(c.file).filename();
     if (!fs::exists(dst)) {
-      // 640x360 at 30 fps with 44.1 kHz stereo audio: the graph must normalise all of it.
+      const fs::path part = dst.string() + ".part" + std::to_string(::getpid());
       const std::string cmd = "ffmpeg -nostdin -loglevel error -y -i " + c.file +
                               " -vf scale=640:360 -r 30 -c:v libx264 -preset veryfast "
-                              "-pix_fmt yuv420p -c:a aac -ar 44100 -ac 2 " +
-                              dst.string();
-      ASSERT_EQ(run(cmd), 0) << cmd;
+                              "-pix_fmt yuv420p -c:a aac -ar 44100 -ac 2 -f mp4 " +
+                              part.string();
+      if (run(cmd) != 0) throw std::runtime_error("failed: " + cmd);
+      fs::rename(part, dst);
     }
     c.file = dst.string();
   }
+  return clips;
+}
+
+// The accuracy bars (models/shapes_voices/README.md has the measured figures): 95 % per
+// question type on held-out clips, 90 % on the same clips re-encoded. The shipped model passes
+// them for the colour, spoken-colour and match questions; its shape answers (83 % held out) do
+// not reach the bar yet, so the shape checks are separate tests, disabled until a model passes
+// them (run them with --gtest_also_run_disabled_tests).
+const std::vector<Question> kPassing = {Question::kColor, Question::kSpoken, Question::kMatch};
+
+TEST(ShapesVoices, HeldOutClipsReachNinetyFivePercentPerQuestion) {
   const Asker asker(kModelDir);
-  const Accuracy a = evaluate(asker, clips);
-  for (int q = 0; q < kNumQuestions; ++q)
-    EXPECT_GE(a.of(q), 0.90) << kQuestionText[q] << "\n" << a.failures;
+  expect_at_least(evaluate(asker, held_out_clips(), kPassing), kPassing, 0.95);
+}
+
+TEST(ShapesVoices, DISABLED_HeldOutShapeReachesNinetyFivePercent) {
+  const Asker asker(kModelDir);
+  expect_at_least(evaluate(asker, held_out_clips(), {Question::kShape}), {Question::kShape}, 0.95);
+}
+
+TEST(ShapesVoices, ReencodedLargerClipsReachNinetyPercent) {
+  const Asker asker(kModelDir);
+  expect_at_least(evaluate(asker, reencoded_clips(), kPassing), kPassing, 0.90);
+}
+
+TEST(ShapesVoices, DISABLED_ReencodedShapeReachesNinetyPercent) {
+  const Asker asker(kModelDir);
+  expect_at_least(evaluate(asker, reencoded_clips(), {Question::kShape}), {Question::kShape}, 0.90);
+}
+
+// Clips without an audio track (one set shared by the two tests below).
+constexpr int kNoAudioClips = 12;
+std::vector<ClipInfo> no_audio_clips() {
+  return read_manifest(make_clips("noaudio", kNoAudioClips, kHeldOutSeed + 2, "--no-audio"));
 }
 
 TEST(ShapesVoices, ClipWithoutAudioAnswersVisualQuestionsAndRefusesAudioOnes) {
-  const auto clips = read_manifest(make_clips("noaudio", 2, kHeldOutSeed + 2, "--no-audio"));
+  auto clips = no_audio_clips();
+  clips.resize(2);
   const Asker asker(kModelDir);
   for (const auto& c : clips) {
     const auto r = asker.ask(c.file, kQuestionText[int(Question::kShape)]);
     EXPECT_FALSE(r.has_audio);
     EXPECT_EQ(r.tokens.count("audio") ? r.tokens.at("audio") : 0, 0);
-    // A visual answer comes back (the model never saw video-only layouts in training, so its
-    // text is not checked here; DISABLED_NoAudioClipsGetValidShapeAnswers checks it).
+    // A visual answer comes back (NoAudioClipsGetShapeRight checks that it is right).
     EXPECT_FALSE(r.answer.empty());
     for (Question q : {Question::kSpoken, Question::kMatch}) {
       try {
@@ -126,13 +173,25 @@ TEST(ShapesVoices, ClipWithoutAudioAnswersVisualQuestionsAndRefusesAudioOnes) {
   }
 }
 
-TEST(ShapesVoices, DISABLED_NoAudioClipsGetValidShapeAnswers) {
-  const auto clips = read_manifest(make_clips("noaudio", 2, kHeldOutSeed + 2, "--no-audio"));
+// The model was trained with the audio of some clips left out (train_demo --drop-audio), so the
+// video-only layout the graph builds for such clips answers the shape question (11 of these 12
+// clips with the shipped weights; 88 % on the validation clips, so this bar is close).
+TEST(ShapesVoices, NoAudioClipsGetShapeRight) {
+  const auto clips = no_audio_clips();
   const Asker asker(kModelDir);
+  int correct = 0;
+  std::string failures;
   for (const auto& c : clips) {
+    const std::string want = answer_for(c, Question::kShape);
     const auto r = asker.ask(c.file, kQuestionText[int(Question::kShape)]);
-    EXPECT_NE(std::string("circle square triangle").find(r.answer), std::string::npos) << r.answer;
+    if (r.answer == want)
+      ++correct;
+    else
+      failures += "  " + c.file + ": got '" + r.answer + "', expected '" + want + "'\n";
   }
+  std::printf("no audio, \"%s\": %d/%d\n", kQuestionText[int(Question::kShape)], correct,
+              int(clips.size()));
+  EXPECT_GE(double(correct) / double(clips.size()), 0.90) << failures;
 }
 
 TEST(ShapesVoices, DamagedOrMissingModelFilesGiveErrorsNamingTheFile) {
@@ -173,13 +232,14 @@ TEST(ShapesVoices, DamagedOrMissingModelFilesGiveErrorsNamingTheFile) {
   }
 }
 
+// One libtorch thread: on a loaded 2-core machine two threads made this 6x slower (193 s vs 34 s).
 TEST(ShapesVoices, TrainDemoSmokeLossFalls) {
   const auto manifest = make_clips("smoke", 8, kHeldOutSeed + 3);
   const fs::path out = kWork / "smoke_model";
   const fs::path log = kWork / "smoke_log.txt";
   const std::string cmd = std::string(TRAIN_DEMO_BIN) + " --quiet --train " + manifest +
-                          " --steps 24 --batch 4 --lr 2e-3 --seed 5 --out " + out.string() + " > " +
-                          log.string();
+                          " --steps 24 --batch 4 --lr 2e-3 --seed 5 --threads 1 --out " +
+                          out.string() + " > " + log.string();
   ASSERT_EQ(run(cmd), 0) << cmd;
   std::ifstream in(log);
   std::vector<double> losses;
