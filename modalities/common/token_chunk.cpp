@@ -6,10 +6,14 @@ namespace omni {
 
 const char* modality_name(Modality m) {
   switch (m) {
-    case Modality::kText: return "text";
-    case Modality::kImage: return "image";
-    case Modality::kVideo: return "video";
-    case Modality::kAudio: return "audio";
+    case Modality::kText:
+      return "text";
+    case Modality::kImage:
+      return "image";
+    case Modality::kVideo:
+      return "video";
+    case Modality::kAudio:
+      return "audio";
   }
   return "?";
 }
