@@ -209,38 +209,19 @@ StreamResult stream_answer(const std::shared_ptr<ShapesVoices>& model, const std
   ro.audio_chunk_ms = static_cast<int>(o.audio_chunk_ms);
   ro.threads = 1;
   StreamShared shared;
+  auto audio_params = audio_encoder_params(c, weights);
+  audio_params["window_s"] = o.window_s;  // streaming: encode in windows as the audio arrives
   GraphBuilder b("ask_stream");
   b.add_instance("src", "PacedSource", PacedSource::contract(),
                  [ro, &o, &shared] { return std::make_unique<PacedSource>(ro, o.speed, &shared); })
       .add("pre", "ImagePreprocess", {{"mode", c.preprocess_mode}, {"size", c.image_size}})
-      .add("vision", "ImageEncoder",
-           {{"image_size", c.image_size},
-            {"patch_size", c.patch_size},
-            {"width", c.vit_width},
-            {"depth", c.vit_depth},
-            {"heads", c.vit_heads},
-            {"merge", c.merge},
-            {"out_dim", c.dim},
-            {"weights", weights},
-            {"prefix", std::string(kVisionPrefix)},
-            {"modality", std::string("video")},
-            {"batch", int64_t{1}},
-            {"stream", std::string("clip/video")}})
+      .add("vision", "ImageEncoder", vision_encoder_params(c, weights, 1))
       .add("mel", "LogMel",
            {{"n_mels", c.n_mels},
             {"mode", std::string("whole")},
             {"window_s", o.window_s},
             {"normalize", std::string("window")}})
-      .add("audio", "AudioEncoder",
-           {{"n_mels", c.n_mels},
-            {"width", c.audio_width},
-            {"depth", c.audio_depth},
-            {"heads", c.audio_heads},
-            {"out_dim", c.dim},
-            {"window_s", o.window_s},
-            {"weights", weights},
-            {"prefix", std::string(kAudioPrefix)},
-            {"stream", std::string("clip/audio")}})
+      .add("audio", "AudioEncoder", audio_params)
       .add_instance("answer", "StreamAnswer", StreamAnswer::contract(),
                     [&model, question, &o, &shared] {
                       return std::make_unique<StreamAnswer>(model, question, o.incremental,

@@ -59,6 +59,38 @@ bool has_audio_stream(const std::string& path) {
 
 }  // namespace
 
+std::map<std::string, ParamValue> vision_encoder_params(const DemoConfig& c,
+                                                        const std::string& weights, int64_t batch,
+                                                        const std::string& device) {
+  return {{"image_size", c.image_size},
+          {"patch_size", c.patch_size},
+          {"width", c.vit_width},
+          {"depth", c.vit_depth},
+          {"heads", c.vit_heads},
+          {"merge", c.merge},
+          {"out_dim", c.dim},
+          {"weights", weights},
+          {"prefix", std::string(kVisionPrefix)},
+          {"modality", std::string("video")},
+          {"batch", batch},
+          {"stream", std::string("clip/video")},
+          {"device", device}};
+}
+
+std::map<std::string, ParamValue> audio_encoder_params(const DemoConfig& c,
+                                                       const std::string& weights,
+                                                       const std::string& device) {
+  return {{"n_mels", c.n_mels},
+          {"width", c.audio_width},
+          {"depth", c.audio_depth},
+          {"heads", c.audio_heads},
+          {"out_dim", c.dim},
+          {"weights", weights},
+          {"prefix", std::string(kAudioPrefix)},
+          {"stream", std::string("clip/audio")},
+          {"device", device}};
+}
+
 ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
   const bool audio = has_audio_stream(path);
   GraphBuilder b("extract");
@@ -117,20 +149,7 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
   GraphBuilder b("ask");
   b.add("src", "MediaSource", source_params(clip, c, r.has_audio))
       .add("pre", "ImagePreprocess", preprocess_params(c))
-      .add("vision", "ImageEncoder",
-           {{"image_size", c.image_size},
-            {"patch_size", c.patch_size},
-            {"width", c.vit_width},
-            {"depth", c.vit_depth},
-            {"heads", c.vit_heads},
-            {"merge", c.merge},
-            {"out_dim", c.dim},
-            {"weights", weights_},
-            {"prefix", std::string(kVisionPrefix)},
-            {"modality", std::string("video")},
-            {"batch", int64_t{8}},
-            {"stream", std::string("clip/video")},
-            {"device", device_}})
+      .add("vision", "ImageEncoder", vision_encoder_params(c, weights_, 8, device_))
       .add("question", "TextSource", {{"text", std::string(kQuestionText[size_t(q)])}})
       .add("tokenize", "TextEncoder",
            {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
@@ -155,16 +174,7 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
       .output("seq.sequence");
   if (r.has_audio)
     b.add("mel", "LogMel", log_mel_params(c))
-        .add("audio", "AudioEncoder",
-             {{"n_mels", c.n_mels},
-              {"width", c.audio_width},
-              {"depth", c.audio_depth},
-              {"heads", c.audio_heads},
-              {"out_dim", c.dim},
-              {"weights", weights_},
-              {"prefix", std::string(kAudioPrefix)},
-              {"stream", std::string("clip/audio")},
-              {"device", device_}})
+        .add("audio", "AudioEncoder", audio_encoder_params(c, weights_, device_))
         .connect("src.audio", "mel.audio")
         .connect("mel.mel", "audio.mel")
         .connect("audio.tokens", "seq.audio");

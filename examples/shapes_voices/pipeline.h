@@ -15,6 +15,15 @@ namespace omni::demo {
 // Every node type the demo graphs use (media, text, image, audio, fusion, core sinks).
 const Registry& demo_registry();
 
+// The ImageEncoder / AudioEncoder node parameters of this model (every demo graph builds its
+// encoders from these, so they cannot drift from config.json).
+std::map<std::string, ParamValue> vision_encoder_params(const DemoConfig& c,
+                                                        const std::string& weights, int64_t batch,
+                                                        const std::string& device = "cpu");
+std::map<std::string, ParamValue> audio_encoder_params(const DemoConfig& c,
+                                                       const std::string& weights,
+                                                       const std::string& device = "cpu");
+
 // Runs MediaSource -> ImagePreprocess and MediaSource.audio -> LogMel over one clip and returns
 // what those nodes emitted. A clip without audio gives no mels.
 ClipTensors extract_clip(const std::string& path, const DemoConfig& config);
