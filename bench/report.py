@@ -281,7 +281,8 @@ def main():
     ap.add_argument("--commands", help="JSON {metric: command}")
     ap.add_argument("--out", default="bench/results.json")
     ap.add_argument("--from", dest="source", help="regenerate the docs from this results.json")
-    ap.add_argument("--docs", default="docs/PERFORMANCE.md")
+    ap.add_argument("--docs", default="docs/PERFORMANCE.md",
+                    help='markdown file whose generated tables are replaced ("": none)')
     args = ap.parse_args()
     if args.source:
         with open(args.source) as f:
@@ -296,12 +297,13 @@ def main():
             json.dump(entries, f, indent=2)
             f.write("\n")
         print(f"report: {len(entries)} of {len(METRICS)} metrics in {args.out}")
-    text = read(args.docs)
-    text = replace_block(text, "summary", summary_table(entries))
-    text = replace_block(text, "e2e", e2e_table(notes))
-    text = replace_block(text, "commands", commands_table(entries))
-    with open(args.docs, "w") as f:
-        f.write(text)
+    if args.docs:  # "" (scripts/bench --no-docs): results.json only
+        text = read(args.docs)
+        text = replace_block(text, "summary", summary_table(entries))
+        text = replace_block(text, "e2e", e2e_table(notes))
+        text = replace_block(text, "commands", commands_table(entries))
+        with open(args.docs, "w") as f:
+            f.write(text)
     missing = [n for n in METRICS if n not in {e["name"] for e in entries}]
     if missing:
         print(f"report: not measured: {', '.join(missing)}", file=sys.stderr)

@@ -88,6 +88,22 @@ at::Tensor MultiAxisRotary::apply(const at::Tensor& x, const at::Tensor& cos,
   return x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);
 }
 
+std::pair<at::Tensor, at::Tensor> MultiAxisRotary::head_tables(const at::Tensor& cos,
+                                                               const at::Tensor& sin) {
+  const int64_t half = sin.size(-1) / 2;
+  return {cos.unsqueeze(2),
+          at::cat({-sin.narrow(-1, 0, half), sin.narrow(-1, half, half)}, -1).unsqueeze(2)};
+}
+
+at::Tensor MultiAxisRotary::apply_heads(const at::Tensor& x, const at::Tensor& cos_heads,
+                                        const at::Tensor& sin_signed) {
+  // [x1, x2] -> [x2, x1] (a flip of the two halves); the signs of rotate_half are in sin_signed.
+  const int64_t D = x.size(-1);
+  const at::Tensor swapped =
+      x.view({x.size(0), x.size(1), x.size(2), 2, D / 2}).flip({3}).view(x.sizes());
+  return x * cos_heads + swapped * sin_signed;
+}
+
 FusionBlockImpl::FusionBlockImpl(const FusionTransformerOptions& o) : options(o) {
   using torch::nn::LinearOptions;
   const int64_t d = o.dim(), hd = o.head_dim();
@@ -107,17 +123,53 @@ FusionBlockImpl::FusionBlockImpl(const FusionTransformerOptions& o) : options(o)
   down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(f, d).bias(false)));
 }
 
+const FusionBlockImpl::Fused& FusionBlockImpl::fused() {
+  const std::array<const at::Tensor*, 5> w = {&q_proj->weight, &k_proj->weight, &v_proj->weight,
+                                              &gate_proj->weight, &up_proj->weight};
+  std::lock_guard<std::mutex> lock(fused_mutex_);
+  bool stale = !fused_.qkv.defined();
+  for (size_t i = 0; i < w.size(); ++i)
+    stale = stale || fused_.ptr[i] != w[i]->data_ptr() || fused_.version[i] != w[i]->_version();
+  if (stale) {
+    fused_.qkv = at::cat({*w[0], *w[1], *w[2]}, 0);
+    fused_.gate_up = at::cat({*w[3], *w[4]}, 0);
+    for (size_t i = 0; i < w.size(); ++i) {
+      fused_.ptr[i] = w[i]->data_ptr();
+      fused_.version[i] = int64_t(w[i]->_version());
+    }
+  }
+  return fused_;
+}
+
 at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                     const at::Tensor& sin, at::Tensor* k_cache, at::Tensor* v_cache,
-                                    bool explicit_attention) {
+                                    bool explicit_attention,
+                                    const std::pair<at::Tensor, at::Tensor>* head_tables) {
   const int64_t B = x.size(0), L = x.size(1), H = options.heads(), KV = options.kv_heads(),
                 D = options.head_dim();
+  // Fused projections only where no gradient flows (the concatenated weights are not leaves).
+  const bool fuse = !at::GradMode::is_enabled();
   at::Tensor h = attn_norm(x);
-  at::Tensor q = q_proj(h).view({B, L, H, D}).transpose(1, 2);
-  at::Tensor k = k_proj(h).view({B, L, KV, D}).transpose(1, 2);
-  at::Tensor v = v_proj(h).view({B, L, KV, D}).transpose(1, 2);
-  q = MultiAxisRotary::apply(q, cos, sin);
-  k = MultiAxisRotary::apply(k, cos, sin);
+  at::Tensor q, k, v;
+  if (fuse) {
+    // One matmul for q|k|v, and one rotary pass over the q and k heads together.
+    const at::Tensor qkv = at::linear(h, fused().qkv).view({B, L, H + 2 * KV, D});
+    at::Tensor ch, sh;
+    if (head_tables) {
+      ch = head_tables->first;
+      sh = head_tables->second;
+    } else {
+      std::tie(ch, sh) = MultiAxisRotary::head_tables(cos, sin);
+    }
+    const at::Tensor qk = MultiAxisRotary::apply_heads(qkv.narrow(2, 0, H + KV), ch, sh);
+    q = qk.narrow(2, 0, H).transpose(1, 2);
+    k = qk.narrow(2, H, KV).transpose(1, 2);
+    v = qkv.narrow(2, H + KV, KV).transpose(1, 2);
+  } else {
+    q = MultiAxisRotary::apply(q_proj(h).view({B, L, H, D}).transpose(1, 2), cos, sin);
+    k = MultiAxisRotary::apply(k_proj(h).view({B, L, KV, D}).transpose(1, 2), cos, sin);
+    v = v_proj(h).view({B, L, KV, D}).transpose(1, 2);
+  }
   if (k_cache && v_cache) {
     if (k_cache->defined()) {
       k = at::cat({*k_cache, k}, 2);
@@ -138,6 +190,11 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                     : attention(q, k, v, {}, /*causal=*/true);
   at::Tensor out = x + o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
   at::Tensor m = mlp_norm(out);
+  if (fuse) {
+    const int64_t f = options.ffn_hidden();
+    const at::Tensor gu = at::linear(m, fused().gate_up);
+    return out + down_proj(at::silu(gu.narrow(-1, 0, f)) * gu.narrow(-1, f, f));
+  }
   return out + down_proj(at::silu(gate_proj(m)) * up_proj(m));
 }
 
@@ -186,6 +243,10 @@ at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Te
   const auto& w = tok_embeddings->weight;
   at::Tensor x = embeds.to(w.device(), w.scalar_type());
   auto [cos, sin] = rotary_.tables(pos.to(w.device()), w.scalar_type());
+  // Without autograd the blocks use the per-head form of the tables (FusionBlockImpl::forward):
+  // made once here for every layer.
+  std::pair<at::Tensor, at::Tensor> heads;
+  if (!at::GradMode::is_enabled()) heads = MultiAxisRotary::head_tables(cos, sin);
   if (cache && cache->k.size() != blocks->size()) {
     cache->k.assign(blocks->size(), at::Tensor());
     cache->v.assign(blocks->size(), at::Tensor());
@@ -193,7 +254,7 @@ at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Te
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto blk = blocks->ptr<FusionBlockImpl>(i);
     x = blk->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
-                     explicit_attention_);
+                     explicit_attention_, heads.first.defined() ? &heads : nullptr);
   }
   return norm(x);
 }

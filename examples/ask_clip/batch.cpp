@@ -1,9 +1,7 @@
 #include "examples/ask_clip/batch.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <dlfcn.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 
 #include "core/contract.h"
 #include "core/error.h"
+#include "examples/shapes_voices/pipeline.h"
 #include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
@@ -388,19 +387,41 @@ double peak_rss_mb() {
   return double(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
 }
 
-void set_compute_threads(int n) {
-  if (n <= 0) return;
-  at::set_num_threads(n);
-  // Looked up at run time: the BLAS behind libtorch may not be OpenBLAS.
-  using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+namespace {
+
+// Busy and total CPU time of the whole machine so far (first line of /proc/stat), in ticks.
+bool cpu_times(uint64_t& busy, uint64_t& total) {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  if (!(in >> cpu) || cpu != "cpu") return false;
+  std::array<uint64_t, 8> t{};  // user nice system idle iowait irq softirq steal
+  for (auto& v : t)
+    if (!(in >> v)) return false;
+  total = 0;
+  for (uint64_t v : t) total += v;
+  busy = total - t[3] - t[4];
+  return true;
 }
+
+}  // namespace
 
 int auto_workers() {
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  double load[1] = {0};
-  const double busy = getloadavg(load, 1) == 1 ? load[0] : 0.0;
-  const int idle = static_cast<int>(std::lround(double(cores) - busy));
+  // What the other processes use right now: the machine's busy time over 200 ms. (The 1-minute
+  // load average lags: right after another CPU-bound job ends, e.g. the previous benchmark, it
+  // still reports a busy core for tens of seconds.)
+  double busy_cores = -1;
+  uint64_t b0 = 0, t0 = 0, b1 = 0, t1 = 0;
+  if (cpu_times(b0, t0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (cpu_times(b1, t1) && t1 > t0)
+      busy_cores = double(cores) * double(b1 - b0) / double(t1 - t0);
+  }
+  if (busy_cores < 0) {
+    double load[1] = {0};
+    busy_cores = getloadavg(load, 1) == 1 ? load[0] : 0.0;
+  }
+  const int idle = static_cast<int>(std::lround(double(cores) - busy_cores));
   return std::clamp(idle, 1, std::min(cores, 2));
 }
 

@@ -115,14 +115,9 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& opt
 // Peak resident set size of this process in MiB (getrusage).
 double peak_rss_mb();
 
-// Sets libtorch's intra-op threads and OpenBLAS's own thread pool together (n > 0). libtorch 1.13
-// does not pass its setting on to OpenBLAS, whose pool (one thread per core, spinning between
-// calls) then competes with the graph's workers: with 2 workers on 2 cores the batch graph ran
-// 1.6x slower until OpenBLAS was held to n threads too.
-void set_compute_threads(int n);
-
-// Graph workers for the batch graph when not given: the cores that are idle (cores minus the
-// 1-minute load average, rounded), at least 1, at most 2. The stages only overlap usefully on
+// Graph workers for the batch graph when not given: the cores that are idle (cores minus the busy
+// cores measured from /proc/stat over 200 ms, rounded; the 1-minute load average where /proc/stat
+// cannot be read), at least 1, at most 2. The stages only overlap usefully on
 // idle cores; on the shared 2-core development box, with the other core busy, a second worker
 // made the run 13% slower (median of 7 paired runs) instead of faster.
 int auto_workers();

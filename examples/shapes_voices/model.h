@@ -26,7 +26,7 @@ namespace omni::demo {
 struct DemoConfig {
   // Media sampling and preprocessing (graph node parameters).
   double fps = 1.0;         // MediaSource video frames per second (shape and colour are constant)
-  int64_t image_size = 64;  // ImagePreprocess siglip side (direct resize: any aspect ratio)
+  int64_t image_size = 96;  // ImagePreprocess siglip side (direct resize: any aspect ratio)
   std::string preprocess_mode = "siglip";
   int64_t n_mels = 80;
   // ViT.

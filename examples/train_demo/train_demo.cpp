@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -37,12 +38,20 @@ using namespace omni::demo;
 namespace {
 
 struct Options {
-  std::string train, val, out = "models/shapes_voices", init, config;
+  std::vector<std::string> train;
+  std::string val, out = "models/shapes_voices", init, config;
+  std::vector<std::string> val_extra;
   int steps = 1500, batch = 6, eval_every = 250, val_clips = 100, threads = 2;
   int encoder_steps = 0, encoder_batch = 16, encoder_eval_every = 0, questions = 4;
   double lr = 1e-3, encoder_lr = 2e-3, weight_decay = 0.01;
   double aux_weight = 0.5, drop_audio = 0.0, first_token_weight = 0.0, hflip = 0.0;
   double aux_token_weight = 0.0;
+  double encoder_aux_token_weight = -1;  // phase 1's; < 0: aux_token_weight
+  // Geometric augmentation (per clip, every frame alike): with probability `geo`, the preprocessed
+  // frames are resampled with a random aspect change (log-uniform in [geo_aspect_min,
+  // geo_aspect_max]) and overall scale (log-uniform in [geo_scale_min, geo_scale_max]).
+  double geo = 0.0, geo_aspect_min = 0.6, geo_aspect_max = 1.6, geo_scale_min = 0.8,
+         geo_scale_max = 1.1;
   std::vector<double> question_weights{1, 1, 1, 1};
   uint64_t seed = 1;
   int max_clips = 0;
@@ -112,15 +121,49 @@ struct Encoded {
   std::vector<int64_t> first_row;  // per clip, its first frame in vis
 };
 
-// `flip[i]`: clip i's frames are mirrored left-right (augmentation; every shape is symmetric).
+// A training clip's augmentation: left-right mirror (every shape is symmetric) and a stretch of
+// the picture by (sx, sy) about its centre (1 = unchanged; < 1 shrinks the content).
+struct Augment {
+  bool flip = false;
+  double sx = 1, sy = 1;
+};
+
+Augment draw_augment(const Options& o, DetRng& rng) {
+  Augment a;
+  a.flip = o.hflip > 0 && rng.uniform() < o.hflip;
+  if (o.geo > 0 && rng.uniform() < o.geo) {
+    const double aspect =
+        std::exp(rng.uniform(std::log(o.geo_aspect_min), std::log(o.geo_aspect_max)));
+    const double scale =
+        std::exp(rng.uniform(std::log(o.geo_scale_min), std::log(o.geo_scale_max)));
+    a.sx = scale * std::sqrt(aspect);
+    a.sy = scale / std::sqrt(aspect);
+  }
+  return a;
+}
+
+// Frames [F, 3, S, S] as another video's preprocessing would give them: a clip of another aspect
+// ratio is squashed to S x S differently (siglip mode), so its shapes are stretched by that
+// ratio. Bilinear resampling; the uniform background fills the border (border padding).
+at::Tensor apply_augment(const at::Tensor& frames, const Augment& a) {
+  at::Tensor x = a.flip ? frames.flip({3}) : frames;
+  if (a.sx == 1 && a.sy == 1) return x;
+  const at::Tensor theta =
+      at::tensor({float(1 / a.sx), 0.f, 0.f, 0.f, float(1 / a.sy), 0.f}, at::kFloat)
+          .reshape({1, 2, 3})
+          .expand({x.size(0), 2, 3});
+  const at::Tensor grid = at::affine_grid_generator(theta, x.sizes(), /*align_corners=*/false);
+  return at::grid_sampler(x, grid, /*bilinear*/ 0, /*border*/ 1, /*align_corners=*/false);
+}
+
 Encoded encode_batch(ShapesVoicesImpl& m, const std::vector<const Sample*>& clips,
-                     const std::vector<bool>& flip = {}) {
+                     const std::vector<Augment>& aug = {}) {
   Encoded e;
   std::vector<at::Tensor> frames;
   int64_t row = 0;
   for (size_t i = 0; i < clips.size(); ++i) {
     const Sample* s = clips[i];
-    frames.push_back(i < flip.size() && flip[i] ? s->frames.flip({3}) : s->frames);
+    frames.push_back(i < aug.size() ? apply_augment(s->frames, aug[i]) : s->frames);
     e.first_row.push_back(row);
     row += s->frames.size(0);
   }
@@ -301,12 +344,28 @@ class ClipOrder {
   size_t cursor_;
 };
 
+// "min,max" with 0 < min <= max.
+bool parse_range(const std::string& text, double& lo, double& hi) {
+  const auto comma = text.find(',');
+  if (comma == std::string::npos) return false;
+  try {
+    lo = std::stod(text.substr(0, comma));
+    hi = std::stod(text.substr(comma + 1));
+  } catch (const std::exception&) {
+    return false;
+  }
+  return lo > 0 && lo <= hi;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Trains the shapes & voices demo model (writes model.safetensors + config.json)"};
   Options o;
-  app.add_option("--train", o.train, "training manifest.jsonl (from make_clips)")->required();
+  std::string geo_aspect = "0.6,1.6", geo_scale = "0.8,1.1";
+  app.add_option("--train", o.train,
+                 "training manifest.jsonl (from make_clips); several may be given")
+      ->required();
   app.add_option("--val", o.val, "validation manifest.jsonl (another seed)");
   app.add_option("--out", o.out, "output model directory");
   app.add_option("--config", o.config, "model config.json to train (default: built-in sizes)");
@@ -331,12 +390,22 @@ int main(int argc, char** argv) {
       "probability that a training clip's frames are mirrored left-right (augmentation)");
   app.add_option("--aux-token-weight", o.aux_token_weight,
                  "weight of the auxiliary vision loss on every token (besides the pooled one)");
+  app.add_option("--geo", o.geo,
+                 "probability that a training clip is stretched (another aspect ratio and scale)");
+  app.add_option("--geo-aspect", geo_aspect, "stretch: aspect-change range \"min,max\"");
+  app.add_option("--geo-scale", geo_scale, "stretch: scale range \"min,max\"");
+  app.add_option("--encoder-aux-token-weight", o.encoder_aux_token_weight,
+                 "phase 1: weight of the per-token auxiliary vision loss (default: "
+                 "--aux-token-weight)");
   std::string question_weights = "1,1,1,1";
   app.add_option("--question-weights", question_weights,
                  "phase 2: relative draw weights of the questions, \"shape,color,spoken,match\"");
   app.add_option("--seed", o.seed, "seed for init, batch order and question draws");
   app.add_option("--eval-every", o.eval_every, "phase 2: steps between validations (0 = end)");
-  app.add_option("--val-clips", o.val_clips, "validation clips used");
+  app.add_option("--val-clips", o.val_clips, "validation clips used (per validation set)");
+  app.add_option("--val-extra", o.val_extra,
+                 "more validation manifests (e.g. clips re-encoded at another size), evaluated and "
+                 "reported alongside --val; several may be given");
   app.add_option("--max-clips", o.max_clips, "use at most this many training clips (0 = all)");
   app.add_option("--threads", o.threads, "libtorch intra-op threads");
   app.add_option("--init", o.init, "start from this model directory's weights (continue training)");
@@ -354,15 +423,32 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!parse_range(geo_aspect, o.geo_aspect_min, o.geo_aspect_max) ||
+      !parse_range(geo_scale, o.geo_scale_min, o.geo_scale_max)) {
+    std::cerr << "train_demo: --geo-aspect / --geo-scale need \"min,max\" with 0 < min <= max\n";
+    return 2;
+  }
+
   try {
     namespace F = torch::nn::functional;
     const auto t_start = Clock::now();
-    at::set_num_threads(o.threads);
+    set_compute_threads(o.threads);
     torch::manual_seed(int64_t(o.seed));
     const DemoConfig cfg = o.config.empty() ? DemoConfig{} : DemoConfig::load(o.config);
-    auto train = load_set(o.train, cfg, o.max_clips, "train");
+    std::vector<Sample> train;
+    for (const auto& manifest : o.train) {
+      const int left = o.max_clips > 0 ? o.max_clips - int(train.size()) : 0;
+      if (o.max_clips > 0 && left <= 0) break;
+      auto part = load_set(manifest, cfg, left, "train");
+      std::move(part.begin(), part.end(), std::back_inserter(train));
+    }
     std::vector<Sample> val;
     if (!o.val.empty()) val = load_set(o.val, cfg, o.val_clips, "val");
+    std::vector<std::vector<Sample>> extra;
+    for (const auto& manifest : o.val_extra)
+      extra.push_back(load_set(manifest, cfg, o.val_clips, "val " + manifest));
+    std::vector<std::array<double, 3>> extra_probe(extra.size());
+    std::vector<std::array<double, 5>> extra_acc(extra.size());
     const double prep_s = since(t_start);
 
     ShapesVoices model(cfg);
@@ -399,19 +485,21 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json summary;
 
     // Phase 1: encoders + auxiliary heads only.
+    const double encoder_token_weight =
+        o.encoder_aux_token_weight >= 0 ? o.encoder_aux_token_weight : o.aux_token_weight;
     const auto t_enc = Clock::now();
     std::array<double, 3> probe{};
     for (int step = 1; step <= o.encoder_steps; ++step) {
       const double lr = schedule(o.encoder_lr, step, o.encoder_steps);
       set_lr(lr);
       std::vector<const Sample*> clips;
-      std::vector<bool> flip;
+      std::vector<Augment> aug;
       for (int b = 0; b < o.encoder_batch; ++b) {
         clips.push_back(&train[order.next()]);
-        flip.push_back(o.hflip > 0 && rng.uniform() < o.hflip);
+        aug.push_back(draw_augment(o, rng));
       }
       const AuxResult r =
-          aux_loss(*heads, encode_batch(*model, clips, flip), clips, o.aux_token_weight);
+          aux_loss(*heads, encode_batch(*model, clips, aug), clips, encoder_token_weight);
       opt.zero_grad();
       r.loss.backward();
       torch::nn::utils::clip_grad_norm_(all_params, 1.0);
@@ -428,6 +516,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "\nencoder step %d: validation probe: shape %.3f color %.3f spoken %.3f\n",
                      step, probe[0], probe[1], probe[2]);
+        for (size_t k = 0; k < extra.size(); ++k) {
+          extra_probe[k] = aux_accuracy(*model, *heads, extra[k]);
+          std::fprintf(stderr, "  %s: probe: shape %.3f color %.3f spoken %.3f\n",
+                       o.val_extra[k].c_str(), extra_probe[k][0], extra_probe[k][1],
+                       extra_probe[k][2]);
+        }
       }
     }
     const double enc_s = since(t_enc);
@@ -441,12 +535,12 @@ int main(int argc, char** argv) {
       set_lr(lr);
 
       std::vector<const Sample*> clips;
-      std::vector<bool> flip;
+      std::vector<Augment> aug;
       for (int b = 0; b < o.batch; ++b) {
         clips.push_back(&train[order.next()]);
-        flip.push_back(o.hflip > 0 && rng.uniform() < o.hflip);
+        aug.push_back(draw_augment(o, rng));
       }
-      const Encoded enc = encode_batch(*model, clips, flip);
+      const Encoded enc = encode_batch(*model, clips, aug);
       const VisualGrid g = model->vision->grid(clips[0]->frames.size(2), clips[0]->frames.size(3));
       std::vector<Seq> seqs;
       for (size_t c = 0; c < clips.size(); ++c) {
@@ -533,6 +627,10 @@ int main(int argc, char** argv) {
         last_acc = evaluate(*model, val);
         std::fprintf(stderr, "\nstep %d: loss %.4f, validation accuracy: %s\n", step, ema,
                      acc_str(last_acc).c_str());
+        for (size_t k = 0; k < extra.size(); ++k) {
+          extra_acc[k] = evaluate(*model, extra[k]);
+          std::fprintf(stderr, "  %s: %s\n", o.val_extra[k].c_str(), acc_str(extra_acc[k]).c_str());
+        }
       }
       std::printf("step %d loss %.6f\n", step, l);
       std::fflush(stdout);
@@ -550,6 +648,7 @@ int main(int argc, char** argv) {
 
     summary["parameters"] = n_params;
     summary["train_clips"] = train.size();
+    summary["train_manifests"] = o.train;
     summary["val_clips"] = val.size();
     summary["seed"] = o.seed;
     summary["threads"] = o.threads;
@@ -565,6 +664,11 @@ int main(int argc, char** argv) {
     summary["first_token_weight"] = o.first_token_weight;
     summary["hflip"] = o.hflip;
     summary["aux_token_weight"] = o.aux_token_weight;
+    summary["encoder_aux_token_weight"] =
+        o.encoder_aux_token_weight >= 0 ? o.encoder_aux_token_weight : o.aux_token_weight;
+    summary["geo"] = o.geo;
+    summary["geo_aspect"] = {o.geo_aspect_min, o.geo_aspect_max};
+    summary["geo_scale"] = {o.geo_scale_min, o.geo_scale_max};
     summary["question_weights"] = o.question_weights;
     summary["first_loss"] = first_loss;
     summary["final_loss_ema"] = ema;
@@ -582,6 +686,19 @@ int main(int argc, char** argv) {
         for (int q = 0; q < kNumQuestions; ++q)
           summary["val_accuracy"][kQuestionKey[q]] = last_acc[q];
         summary["val_accuracy"]["shape_without_audio"] = last_acc[4];
+      }
+    }
+    for (size_t k = 0; k < extra.size(); ++k) {
+      auto& j = summary["extra_validation"][o.val_extra[k]];
+      j["clips"] = extra[k].size();
+      if (o.encoder_steps > 0)
+        j["encoder_probe_accuracy"] = {{"shape", extra_probe[k][0]},
+                                       {"color", extra_probe[k][1]},
+                                       {"spoken", extra_probe[k][2]}};
+      if (o.steps > 0) {
+        for (int q = 0; q < kNumQuestions; ++q)
+          j["val_accuracy"][kQuestionKey[q]] = extra_acc[k][q];
+        j["val_accuracy"]["shape_without_audio"] = extra_acc[k][4];
       }
     }
     std::ofstream(fs::path(o.out) / "training.json") << summary.dump(2) << "\n";

@@ -163,6 +163,39 @@ TEST(FusionTransformer, WeightsRoundTripThroughSafetensors) {
   EXPECT_TRUE(module_tensors(*a).count("blocks.1.gate_proj.weight"));
 }
 
+// Without autograd the blocks run q/k/v and gate/up as single matmuls over cached concatenated
+// weights: same result as the separate projections (autograd on), and the cache follows weights
+// loaded after the first forward (in place: the version counter) and a moved module (new data).
+TEST(FusionTransformer, FusedInferenceProjectionsMatchAndFollowWeightChanges) {
+  auto a = make(small(), 1);
+  auto b = make(small(), 2);
+  at::Tensor x = at::randn({2, 7, 64});
+  at::Tensor pos = mixed_positions(7);
+  const at::Tensor with_grad = a->forward(x, pos).detach();
+  at::Tensor fused_a, fused_b_before, fused_b_after;
+  {
+    torch::NoGradGuard ng;
+    fused_a = a->forward(x, pos);
+    fused_b_before = b->forward(x, pos);  // builds b's cache from its own weights
+  }
+  EXPECT_TRUE(at::allclose(fused_a, with_grad, 1e-5, 1e-6))
+      << (fused_a - with_grad).abs().max().item<double>();
+  EXPECT_FALSE(at::allclose(fused_b_before, fused_a));
+  {
+    torch::NoGradGuard ng;
+    for (const auto& [name, t] : module_tensors(*a)) b->named_parameters()[name].copy_(t);
+    fused_b_after = b->forward(x, pos);
+  }
+  EXPECT_TRUE(at::allclose(fused_b_after, fused_a, 1e-6, 1e-7));
+  {
+    c10::InferenceMode im;
+    b->to(at::kDouble);
+    const at::Tensor d = b->forward(x.to(at::kDouble), pos);
+    EXPECT_EQ(d.scalar_type(), at::kDouble);
+    EXPECT_TRUE(at::allclose(d.to(at::kFloat), fused_a, 1e-4, 1e-5));
+  }
+}
+
 TEST(FusionTransformer, RejectsBadShapesAndOptions) {
   auto m = make(small());
   EXPECT_THROW(m->forward(at::randn({1, 4, 32}), at::zeros({3, 4}, at::kLong)), InputError);
