@@ -10,7 +10,9 @@
 namespace omni {
 
 struct Frame {
-  cv::Mat rgb;         // CV_8UC3, RGB order, upright (rotation metadata already applied)
+  // CV_8UC3, RGB order, upright (rotation metadata already applied). Rows may be padded
+  // (rgb.step[0] >= 3 * cols; MediaReader aligns them to 64 bytes): index rows through step.
+  cv::Mat rgb;
   int64_t pts_us = 0;  // presentation time in microseconds (equals the packet timestamp)
   int64_t index = 0;   // index among emitted frames of its stream
 };

@@ -352,11 +352,21 @@ struct MediaReader::Impl {
   }
 
   // A buffer no consumer holds any more, or a new one.
+  // An RGB image swscale may write into: rows 64-byte aligned and one spare row after the last.
+  // swscale's SIMD output stores whole vectors, so a row whose byte length is not a multiple of
+  // the vector size (e.g. 360 px = 1080 bytes) is written a few bytes past its end: into the
+  // padding here, past the allocation with a tight cv::Mat (heap corruption, seen on 360x640).
+  static cv::Mat padded_rgb(int rows, int cols) {
+    const int step_px = (cols + 63) / 64 * 64;  // 64 px = 192 bytes: a multiple of 64 and of 3
+    cv::Mat backing(rows + 1, step_px, CV_8UC3);
+    return backing(cv::Rect(0, 0, cols, rows));
+  }
+
   cv::Mat acquire(int rows, int cols) {
     for (cv::Mat& m : pool) {
       if (m.rows == rows && m.cols == cols && only_owner(m)) return m;
     }
-    cv::Mat fresh(rows, cols, CV_8UC3);
+    cv::Mat fresh = padded_rgb(rows, cols);
     if (pool.size() < kPoolSize) {
       pool.push_back(fresh);
     } else {
@@ -443,7 +453,7 @@ struct MediaReader::Impl {
       scale_into(out);
       return out;
     }
-    scratch.create(oh, ow, CV_8UC3);
+    if (scratch.rows != oh || scratch.cols != ow) scratch = padded_rgb(oh, ow);
     scale_into(scratch);
     bool swap = rotation_cw == 90 || rotation_cw == 270;
     cv::Mat out = acquire(swap ? ow : oh, swap ? oh : ow);

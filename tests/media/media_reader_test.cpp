@@ -92,7 +92,8 @@ TEST_P(VideoSample, FramesMatchFfprobe) {
     }
     EXPECT_EQ(f.index, int64_t(i));
     ASSERT_EQ(f.rgb.type(), CV_8UC3);
-    EXPECT_TRUE(f.rgb.isContinuous());
+    EXPECT_EQ(f.rgb.step[0] % 64, 0u) << path;  // aligned rows: swscale writes whole vectors
+    EXPECT_GE(f.rgb.step[0], size_t(f.rgb.cols) * 3) << path;
     EXPECT_EQ(f.rgb.cols, rotated ? h : w) << path;
     EXPECT_EQ(f.rgb.rows, rotated ? w : h) << path;
   }
