@@ -484,6 +484,14 @@ int main(int argc, char** argv) {
     ClipOrder order(train.size(), rng);
     nlohmann::ordered_json summary;
 
+    // The next n training clips in epoch order, each with its augmentation drawn.
+    auto draw_batch = [&](int n, std::vector<const Sample*>& clips, std::vector<Augment>& aug) {
+      for (int b = 0; b < n; ++b) {
+        clips.push_back(&train[order.next()]);
+        aug.push_back(draw_augment(o, rng));
+      }
+    };
+
     // Phase 1: encoders + auxiliary heads only.
     const double encoder_token_weight =
         o.encoder_aux_token_weight >= 0 ? o.encoder_aux_token_weight : o.aux_token_weight;
@@ -494,10 +502,7 @@ int main(int argc, char** argv) {
       set_lr(lr);
       std::vector<const Sample*> clips;
       std::vector<Augment> aug;
-      for (int b = 0; b < o.encoder_batch; ++b) {
-        clips.push_back(&train[order.next()]);
-        aug.push_back(draw_augment(o, rng));
-      }
+      draw_batch(o.encoder_batch, clips, aug);
       const AuxResult r =
           aux_loss(*heads, encode_batch(*model, clips, aug), clips, encoder_token_weight);
       opt.zero_grad();
@@ -536,10 +541,7 @@ int main(int argc, char** argv) {
 
       std::vector<const Sample*> clips;
       std::vector<Augment> aug;
-      for (int b = 0; b < o.batch; ++b) {
-        clips.push_back(&train[order.next()]);
-        aug.push_back(draw_augment(o, rng));
-      }
+      draw_batch(o.batch, clips, aug);
       const Encoded enc = encode_batch(*model, clips, aug);
       const VisualGrid g = model->vision->grid(clips[0]->frames.size(2), clips[0]->frames.size(3));
       std::vector<Seq> seqs;
