@@ -148,12 +148,12 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   const int64_t B = x.size(0), L = x.size(1), H = options.heads(), KV = options.kv_heads(),
                 D = options.head_dim();
   // Fused projections only where no gradient flows (the concatenated weights are not leaves).
-  const bool fuse = !at::GradMode::is_enabled();
+  const Fused* fw = at::GradMode::is_enabled() ? nullptr : &fused();
   at::Tensor h = attn_norm(x);
   at::Tensor q, k, v;
-  if (fuse) {
+  if (fw) {
     // One matmul for q|k|v, and one rotary pass over the q and k heads together.
-    const at::Tensor qkv = at::linear(h, fused().qkv).view({B, L, H + 2 * KV, D});
+    const at::Tensor qkv = at::linear(h, fw->qkv).view({B, L, H + 2 * KV, D});
     at::Tensor ch, sh;
     if (head_tables) {
       ch = head_tables->first;
@@ -190,9 +190,9 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                     : attention(q, k, v, {}, /*causal=*/true);
   at::Tensor out = x + o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
   at::Tensor m = mlp_norm(out);
-  if (fuse) {
+  if (fw) {
     const int64_t f = options.ffn_hidden();
-    const at::Tensor gu = at::linear(m, fused().gate_up);
+    const at::Tensor gu = at::linear(m, fw->gate_up);
     return out + down_proj(at::silu(gu.narrow(-1, 0, f)) * gu.narrow(-1, f, f));
   }
   return out + down_proj(at::silu(gate_proj(m)) * up_proj(m));

@@ -344,16 +344,28 @@ class ClipOrder {
   size_t cursor_;
 };
 
-// "min,max" with 0 < min <= max.
-bool parse_range(const std::string& text, double& lo, double& hi) {
-  const auto comma = text.find(',');
-  if (comma == std::string::npos) return false;
+// Comma-separated numbers ("3,1,1,1.5"); false when an item is not a number.
+bool parse_numbers(const std::string& text, std::vector<double>& out) {
+  out.clear();
+  std::stringstream ss(text);
   try {
-    lo = std::stod(text.substr(0, comma));
-    hi = std::stod(text.substr(comma + 1));
+    for (std::string item; std::getline(ss, item, ',');) {
+      size_t used = 0;
+      out.push_back(std::stod(item, &used));
+      if (used != item.size()) return false;
+    }
   } catch (const std::exception&) {
     return false;
   }
+  return true;
+}
+
+// "min,max" with 0 < min <= max.
+bool parse_range(const std::string& text, double& lo, double& hi) {
+  std::vector<double> v;
+  if (!parse_numbers(text, v) || v.size() != 2) return false;
+  lo = v[0];
+  hi = v[1];
   return lo > 0 && lo <= hi;
 }
 
@@ -412,15 +424,10 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", o.quiet, "less output");
   CLI11_PARSE(app, argc, argv);
   o.questions = std::clamp(o.questions, 1, kNumQuestions);
-  {
-    o.question_weights.clear();
-    std::stringstream ss(question_weights);
-    for (std::string item; std::getline(ss, item, ',');)
-      o.question_weights.push_back(std::stod(item));
-    if (o.question_weights.size() != size_t(kNumQuestions)) {
-      std::cerr << "train_demo: --question-weights needs four comma-separated numbers\n";
-      return 2;
-    }
+  if (!parse_numbers(question_weights, o.question_weights) ||
+      o.question_weights.size() != size_t(kNumQuestions)) {
+    std::cerr << "train_demo: --question-weights needs four comma-separated numbers\n";
+    return 2;
   }
 
   if (!parse_range(geo_aspect, o.geo_aspect_min, o.geo_aspect_max) ||
@@ -666,8 +673,7 @@ int main(int argc, char** argv) {
     summary["first_token_weight"] = o.first_token_weight;
     summary["hflip"] = o.hflip;
     summary["aux_token_weight"] = o.aux_token_weight;
-    summary["encoder_aux_token_weight"] =
-        o.encoder_aux_token_weight >= 0 ? o.encoder_aux_token_weight : o.aux_token_weight;
+    summary["encoder_aux_token_weight"] = encoder_token_weight;
     summary["geo"] = o.geo;
     summary["geo_aspect"] = {o.geo_aspect_min, o.geo_aspect_max};
     summary["geo_scale"] = {o.geo_scale_min, o.geo_scale_max};

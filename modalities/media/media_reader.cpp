@@ -351,7 +351,6 @@ struct MediaReader::Impl {
     ready.push_back(std::move(item));
   }
 
-  // A buffer no consumer holds any more, or a new one.
   // An RGB image swscale may write into: rows 64-byte aligned and one spare row after the last.
   // swscale's SIMD output stores whole vectors, so a row whose byte length is not a multiple of
   // the vector size (e.g. 360 px = 1080 bytes) is written a few bytes past its end: into the
@@ -362,6 +361,7 @@ struct MediaReader::Impl {
     return backing(cv::Rect(0, 0, cols, rows));
   }
 
+  // A buffer no consumer holds any more, or a new one.
   cv::Mat acquire(int rows, int cols) {
     for (cv::Mat& m : pool) {
       if (m.rows == rows && m.cols == cols && only_owner(m)) return m;
