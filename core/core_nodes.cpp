@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/json_codec.h"
+#include "core/manifest.h"
 #include "core/registry.h"
 
 namespace omni {
@@ -213,6 +214,7 @@ void register_core_nodes(Registry& r) {
   r.add<Zip>("Zip");
   r.add<JsonlWriter>("JsonlWriter");
   r.add<Discard>("Discard");
+  register_manifest_nodes(r);
   register_to_json<PacketSet>([](const PacketSet& s, nlohmann::json& j) {
     j = nlohmann::json::object();
     for (size_t i = 0; i < s.packets.size(); ++i) packet_to_json(s.packets[i], j[s.names[i]]);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/graph.h"
+#include "dist/manifest_run.h"
 #include "examples/all_nodes.h"
 #ifdef OMNI_WITH_MEDIA
 #include "modalities/media/probe.h"
@@ -36,10 +37,20 @@ struct RunArgs {
   std::vector<std::string> sets;
   std::string stats, trace;
   int workers = 0;
+  // Manifest graphs (a ManifestSource): see dist/manifest_run.h.
+  bool resume = false, coordinator_only = false, quiet = false;
+  int in_flight = 2;
+  std::string summary;
 } g_run;
+
+int run_manifest_graph(omni::Graph& graph, const omni::dist::ManifestGraph& m);
 
 int cmd_run(const Registry& reg) {
   auto graph = omni::load_graph(g_run.graph, reg, g_run.sets);
+  if (auto m = omni::dist::manifest_of(graph->spec())) return run_manifest_graph(*graph, *m);
+  if (g_run.resume)
+    throw omni::ConfigError("--resume: graph '" + g_run.graph +
+                            "' has no ManifestSource, so there is nothing to resume");
   omni::RunOptions opt;
   opt.workers = g_run.workers;
   opt.trace_path = g_run.trace;
@@ -58,6 +69,47 @@ int cmd_run(const Registry& reg) {
     f << graph->stats().to_json() << "\n";
   }
   if (!error.empty()) throw omni::RunError(error);
+  return 0;
+}
+
+// Under mpirun every rank runs the graph over the lines handed to it; rank 0 writes the output.
+int run_manifest_graph(omni::Graph& graph, const omni::dist::ManifestGraph& m) {
+  omni::dist::ManifestRunOptions o;
+  o.manifest = m.manifest;
+  o.out = m.out;
+  o.resume = g_run.resume;
+  o.in_flight = g_run.in_flight;
+  o.coordinator_works = !g_run.coordinator_only;
+  o.quiet = g_run.quiet;
+  const int ranks = omni::dist::launched_world_size();
+  const std::string suffix =
+      ranks > 1 ? ".rank" + std::to_string(omni::dist::launched_rank()) : std::string();
+  const auto s = omni::dist::run_manifest(o, [&] {
+    omni::RunOptions opt;
+    opt.workers = g_run.workers;
+    opt.trace_path = g_run.trace.empty() ? "" : g_run.trace + suffix;
+    g_running = &graph;
+    std::signal(SIGINT, on_sigint);
+    std::string error;
+    try {
+      graph.run(opt);
+    } catch (const omni::Error& e) {
+      error = e.what();
+    }
+    g_running = nullptr;
+    if (!g_run.stats.empty()) {
+      std::ofstream f(g_run.stats + suffix);
+      f << graph.stats().to_json() << "\n";
+    }
+    if (!error.empty()) throw omni::RunError(error);
+  });
+  if (!s.coordinator) return 0;
+  if (!g_run.quiet) std::cerr << "omnipipe: summary: " << s.to_json().dump() << "\n";
+  if (!g_run.summary.empty()) {
+    std::ofstream f(g_run.summary);
+    if (!f) throw omni::InputError("cannot write summary file '" + g_run.summary + "'");
+    f << s.to_json(true).dump(2) << "\n";
+  }
   return 0;
 }
 
@@ -157,6 +209,18 @@ int main(int argc, char** argv) {
                     c->add_option("--trace", g_run.trace, "write a Chrome-trace JSON here");
                     c->add_option("--workers", g_run.workers,
                                   "worker threads (0 = hardware concurrency)");
+                    // Graphs with a ManifestSource (mpirun -n N omnipipe run ... scales out).
+                    c->add_flag("--resume", g_run.resume,
+                                "manifest graphs: keep the lines the RecordWriter's file already "
+                                "has, run the rest");
+                    c->add_option("--in-flight", g_run.in_flight,
+                                  "manifest graphs: lines one process holds at once")
+                        ->check(CLI::PositiveNumber);
+                    c->add_flag("--coordinator-only", g_run.coordinator_only,
+                                "manifest graphs under MPI: rank 0 hands out lines, runs none");
+                    c->add_option("--summary", g_run.summary,
+                                  "manifest graphs: write the run summary (per rank) JSON here");
+                    c->add_flag("--quiet", g_run.quiet, "manifest graphs: no progress on stderr");
                     return c;
                   },
                   [&reg] { return cmd_run(reg); }});

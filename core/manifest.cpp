@@ -1,0 +1,286 @@
+// Manifest runs (see manifest.h): the ManifestSource, RecordWriter and ItemWork nodes.
+#include "core/manifest.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/json_codec.h"
+#include "core/registry.h"
+
+namespace omni {
+
+namespace {
+std::mutex g_feed_mutex;
+std::shared_ptr<ItemFeed> g_feed;
+
+// Sleeps in slices so cancellation is noticed promptly.
+void sleep_us(int64_t us, const Context& ctx) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (!ctx.stop_requested()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= end) break;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(10)));
+  }
+}
+}  // namespace
+
+void install_item_feed(std::shared_ptr<ItemFeed> feed) {
+  std::lock_guard<std::mutex> lock(g_feed_mutex);
+  g_feed = std::move(feed);
+}
+std::shared_ptr<ItemFeed> installed_item_feed() {
+  std::lock_guard<std::mutex> lock(g_feed_mutex);
+  return g_feed;
+}
+
+std::vector<ManifestLine> read_manifest_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError("cannot open manifest '" + path + "': " + std::strerror(errno));
+  std::vector<ManifestLine> lines;
+  std::string text;
+  for (int64_t i = 0; std::getline(in, text); ++i) {
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.find_first_not_of(" \t") == std::string::npos) continue;
+    lines.push_back({i, std::move(text)});
+  }
+  if (in.bad()) throw InputError("error reading manifest '" + path + "'");
+  return lines;
+}
+
+ManifestItem parse_manifest_item(int64_t index, std::string text) {
+  ManifestItem item;
+  item.index = index;
+  item.text = std::move(text);
+  try {
+    item.value = nlohmann::ordered_json::parse(item.text);
+    if (!item.value.is_object()) {
+      item.error = "manifest line " + std::to_string(item.line()) + " is not a JSON object";
+      item.value = nullptr;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    item.error = "manifest line " + std::to_string(item.line()) + " is not JSON: " + e.what();
+    item.value = nullptr;
+  }
+  return item;
+}
+
+nlohmann::ordered_json error_record(int64_t index, const std::string& message) {
+  nlohmann::ordered_json r;
+  r["line"] = index + 1;
+  r["error"] = message;
+  return r;
+}
+
+// ---- ManifestSource ----
+
+Contract ManifestSource::contract() {
+  return Contract()
+      .doc(
+          "Reads a JSON Lines manifest: one ManifestItem per non-blank line, at timestamp = its "
+          "0-based line index. Under `omnipipe run` (and MPI) the program decides which lines "
+          "this process runs (--resume skips finished ones).")
+      .output<ManifestItem>("out", "one manifest line: index, text, parsed JSON or error")
+      .param("path", "", "manifest file (JSON Lines)");
+}
+
+void ManifestSource::open(Context& ctx) {
+  feed_ = installed_item_feed();
+  if (feed_) return;
+  const std::string& path = ctx.params().get_string("path");
+  if (path.empty()) throw ConfigError("ManifestSource '" + ctx.node_name() + "': path is empty");
+  lines_ = read_manifest_lines(path);
+}
+
+Flow ManifestSource::process(Context& ctx) {
+  if (ctx.stop_requested()) return Flow::kDone;
+  if (feed_) {
+    ManifestItem item;
+    if (!feed_->next(item, [&ctx] { return ctx.stop_requested(); })) return Flow::kDone;
+    const Timestamp ts(item.index);
+    ctx.emit<ManifestItem>("out", std::move(item), ts);
+    return Flow::kContinue;
+  }
+  if (next_ >= lines_.size()) return Flow::kDone;
+  ManifestLine& l = lines_[next_++];
+  ctx.emit<ManifestItem>("out", parse_manifest_item(l.index, std::move(l.text)),
+                         Timestamp(l.index));
+  return next_ < lines_.size() ? Flow::kContinue : Flow::kDone;
+}
+
+// ---- RecordWriter ----
+
+Contract RecordWriter::contract() {
+  return Contract()
+      .doc(
+          "Writes one record group per manifest line (the packet's timestamp is the line's "
+          "index): ItemRecords as they are, a ManifestItem as {\"line\", \"value\"} or its "
+          "error, other payloads as {\"line\", \"output\"}. Each group is written whole.")
+      .input<AnyType>("in", "one packet per manifest line")
+      .param("path", "-", "output JSON Lines file ('-' = standard output)")
+      .policy(InputPolicy::kImmediate);
+}
+
+RecordWriter::~RecordWriter() {
+  if (f_ && own_) std::fclose(f_);
+}
+
+void RecordWriter::open(Context& ctx) {
+  feed_ = installed_item_feed();
+  if (feed_) return;
+  path_ = ctx.params().get_string("path");
+  if (path_ == "-" || path_.empty()) {
+    f_ = stdout;
+    own_ = false;
+  } else {
+    f_ = std::fopen(path_.c_str(), "w");
+    if (!f_)
+      throw InputError("RecordWriter '" + ctx.node_name() + "': cannot open '" + path_ +
+                       "' for writing: " + std::strerror(errno));
+    own_ = true;
+  }
+}
+
+std::vector<nlohmann::ordered_json> RecordWriter::records_of(const Packet& p) {
+  const int64_t index = p.timestamp().us();
+  std::vector<nlohmann::ordered_json> out;
+  if (p.holds<ItemRecords>()) {
+    for (const auto& r : p.get<ItemRecords>().records) {
+      if (r.is_object() && r.contains("line")) {
+        out.push_back(r);
+      } else {
+        nlohmann::ordered_json t;
+        t["line"] = index + 1;
+        if (r.is_object()) {
+          for (const auto& [k, v] : r.items()) t[k] = v;
+        } else {
+          t["output"] = r;
+        }
+        out.push_back(std::move(t));
+      }
+    }
+    if (out.empty()) out.push_back(error_record(index, "the graph produced no record"));
+    return out;
+  }
+  if (p.holds<ManifestItem>()) {
+    const ManifestItem& item = p.get<ManifestItem>();
+    if (!item.error.empty()) return {error_record(index, item.error)};
+    nlohmann::ordered_json r;
+    r["line"] = index + 1;
+    r["value"] = item.value;
+    return {std::move(r)};
+  }
+  nlohmann::json payload;
+  packet_to_json(p, payload);
+  nlohmann::ordered_json r;
+  r["line"] = index + 1;
+  r["output"] = nlohmann::ordered_json::parse(payload.dump());
+  return {std::move(r)};
+}
+
+Flow RecordWriter::process(Context& ctx) {
+  const Packet& p = ctx.input(0);
+  if (p.empty()) return Flow::kContinue;
+  auto records = records_of(p);
+  if (feed_) {
+    feed_->done(p.timestamp().us(), std::move(records));
+    return Flow::kContinue;
+  }
+  std::string group;
+  for (const auto& r : records)
+    group += r.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  if (std::fwrite(group.data(), 1, group.size(), f_) != group.size() || std::fflush(f_) != 0)
+    throw InputError("RecordWriter '" + ctx.node_name() + "': write to '" + path_ +
+                     "' failed: " + std::strerror(errno));
+  return Flow::kContinue;
+}
+
+void RecordWriter::close(Context& ctx) {
+  if (!f_) return;
+  if (own_) {
+    const int rc = std::fclose(f_);
+    f_ = nullptr;
+    if (rc != 0)
+      throw InputError("RecordWriter '" + ctx.node_name() + "': closing '" + path_ + "' failed");
+  } else {
+    std::fflush(f_);
+    f_ = nullptr;
+  }
+}
+
+// ---- ItemWork ----
+
+Contract ItemWork::contract() {
+  return Contract()
+      .doc(
+          "Stand-in per-line work for manifest runs (tests, scaling figures): waits sleep_us + "
+          "the line's `cost_field` milliseconds, then emits {\"line\", \"value\"}; an unusable "
+          "line or a missing \"file\" gives that line's error record.")
+      .input<ManifestItem>("in", "a manifest line")
+      .output<ItemRecords>("out", "the line's record")
+      .param("sleep_us", int64_t{0}, "fixed cost per line (us)")
+      .param("cost_field", "cost_ms", "line field with extra cost in ms (absent: 0)")
+      .param("check_file", true, "a line whose \"file\" does not exist is an error")
+      .param("base_dir", "", "directory relative \"file\" values are resolved against")
+      .policy(InputPolicy::kImmediate);
+}
+
+void ItemWork::open(Context& ctx) {
+  sleep_us_ = ctx.params().get_int("sleep_us");
+  cost_field_ = ctx.params().get_string("cost_field");
+  check_file_ = ctx.params().get_bool("check_file");
+  base_dir_ = ctx.params().get_string("base_dir");
+}
+
+Flow ItemWork::process(Context& ctx) {
+  const Packet& p = ctx.input(0);
+  if (p.empty()) return Flow::kContinue;
+  const ManifestItem& item = p.get<ManifestItem>();
+  ItemRecords out;
+  if (!item.error.empty()) {
+    out.records.push_back(error_record(item.index, item.error));
+    ctx.count("errors");
+  } else {
+    int64_t us = sleep_us_;
+    const auto& v = item.value;
+    if (!cost_field_.empty() && v.contains(cost_field_) && v[cost_field_].is_number())
+      us += static_cast<int64_t>(v[cost_field_].get<double>() * 1000.0);
+    if (us > 0) sleep_us(us, ctx);
+    std::string error;
+    if (check_file_ && v.contains("file")) {
+      if (!v["file"].is_string()) {
+        error = "\"file\" is not a string";
+      } else {
+        std::filesystem::path f = v["file"].get<std::string>();
+        if (f.is_relative() && !base_dir_.empty()) f = std::filesystem::path(base_dir_) / f;
+        std::error_code ec;
+        if (!std::filesystem::exists(f, ec)) error = "file '" + f.string() + "' does not exist";
+      }
+    }
+    if (error.empty()) {
+      nlohmann::ordered_json r;
+      r["line"] = item.line();
+      r["value"] = v;
+      out.records.push_back(std::move(r));
+    } else {
+      out.records.push_back(error_record(item.index, error));
+      ctx.count("errors");
+    }
+  }
+  ctx.emit<ItemRecords>("out", std::move(out), p.timestamp());
+  return Flow::kContinue;
+}
+
+void register_manifest_nodes(Registry& r) {
+  r.add<ManifestSource>("ManifestSource");
+  r.add<RecordWriter>("RecordWriter");
+  r.add<ItemWork>("ItemWork");
+}
+
+}  // namespace omni
