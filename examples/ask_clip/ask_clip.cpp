@@ -2,20 +2,20 @@
 // the inference graph (MediaSource -> ImageEncoder / LogMel -> AudioEncoder -> UnifiedSequencer ->
 // Generate). Prints the answer and the time taken; --json for one machine-readable object.
 // --batch MANIFEST answers every (clip, question) pair of a manifest through one running graph
-// (examples/ask_clip/batch.h) and writes one JSON line per pair.
-#include <unistd.h>
+// (examples/ask_clip/batch.h) and writes one JSON line per pair; `mpirun -n N ask_clip --batch`
+// spreads the manifest over N ranks (dist/manifest_run.h), --resume finishes an interrupted run.
 #include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <mutex>
+#include <map>
 #include <string>
 
 #include "core/error.h"
+#include "dist/manifest_run.h"
 #include "examples/ask_clip/batch.h"
 #include "examples/shapes_voices/pipeline.h"
 #include "examples/shapes_voices/task.h"
@@ -24,49 +24,39 @@ namespace {
 
 struct BatchCli {
   std::string manifest, out = "-", summary, trace;
-  int workers = 0, torch_threads = 1;
+  int workers = 0, torch_threads = 1, in_flight = 2;
   int64_t vision_batch = 0;
-  bool no_share_prefix = false, no_batch_questions = false, quiet = false;
+  bool no_share_prefix = false, no_batch_questions = false, quiet = false, resume = false,
+       coordinator_only = false;
 };
 
-// Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise.
-class Progress {
- public:
-  Progress(int64_t total, bool quiet) : total_(total), quiet_(quiet), tty_(isatty(2) != 0) {}
-  void tick(bool error) {
-    ++done_;
-    errors_ += error ? 1 : 0;
-    if (quiet_ || total_ <= 0) return;
-    const int64_t pct = done_ * 100 / total_;
-    if (!tty_ && pct < next_pct_ && done_ != total_) return;
-    next_pct_ = pct + 10;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-    const int width = 30, filled = static_cast<int>(width * done_ / total_);
-    std::fprintf(stderr, "%s[%s%s] %lld/%lld pairs, %lld errors, %.1f pairs/s%s", tty_ ? "\r" : "",
-                 std::string(size_t(filled), '#').c_str(),
-                 std::string(size_t(width - filled), '.').c_str(), static_cast<long long>(done_),
-                 static_cast<long long>(total_), static_cast<long long>(errors_),
-                 s > 0 ? double(done_) / s : 0.0, tty_ && done_ != total_ ? "" : "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  int64_t total_, done_ = 0, errors_ = 0, next_pct_ = 0;
-  bool quiet_, tty_;
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
-
+// One graph over the manifest in this process, or, under `mpirun -n N`, one per rank with the lines
+// handed out dynamically by rank 0, which writes the records (dist/manifest_run.h). Progress per
+// rank and overall on stderr; --resume keeps the finished lines of an earlier run's --out.
 int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   const auto jobs = omni::demo::read_batch_manifest(c.manifest);
   const int64_t total = omni::demo::count_pairs(jobs);
-  std::ofstream file;
-  std::ostream* out = &std::cout;
-  if (c.out != "-") {
-    file.open(c.out);
-    if (!file) throw omni::InputError("cannot write '" + c.out + "'");
-    out = &file;
-  }
-  Progress progress(total, c.quiet);
+  std::map<int64_t, int64_t> pairs_of_line;  // 0-based line index -> records of a finished line
+  for (const auto& j : jobs) pairs_of_line[j.line - 1] = int64_t(j.questions.size());
+  omni::dist::ManifestRunOptions mo;
+  mo.manifest = c.manifest;
+  mo.out = c.out;
+  mo.resume = c.resume;
+  mo.in_flight = c.in_flight;
+  mo.coordinator_works = !c.coordinator_only;
+  mo.quiet = c.quiet;
+  mo.program = "ask_clip";
+  mo.expected = [&pairs_of_line](int64_t index) {
+    auto it = pairs_of_line.find(index);
+    return it == pairs_of_line.end() ? int64_t{1} : it->second;
+  };
+  int64_t correct = 0, with_truth = 0;
+  mo.on_record = [&](const nlohmann::ordered_json& r) {
+    if (r.contains("correct")) {
+      ++with_truth;
+      correct += r["correct"].get<bool>() ? 1 : 0;
+    }
+  };
   omni::demo::BatchOptions o;
   o.model_dir = model_dir;
   o.workers = c.workers;
@@ -74,33 +64,41 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   o.vision_batch = c.vision_batch;
   o.share_prefix = !c.no_share_prefix;
   o.batch_questions = !c.no_batch_questions;
-  o.trace_path = c.trace;
-  o.on_record = [&](const nlohmann::ordered_json& r) {
-    *out << r.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
-    progress.tick(r.contains("error"));
-  };
-  const auto s = omni::demo::run_batch(jobs, o);
-  out->flush();
+  const int ranks = omni::dist::launched_world_size();
+  o.trace_path = c.trace.empty() || ranks <= 1
+                     ? c.trace
+                     : c.trace + ".rank" + std::to_string(omni::dist::launched_rank());
+  o.manifest = c.manifest;
+  omni::demo::BatchSummary local;
+  const auto s = omni::dist::run_manifest(mo, [&] { local = omni::demo::run_batch({}, o); });
+  if (!s.coordinator) return 0;
   nlohmann::ordered_json j;
-  j["clips"] = s.clips;
-  j["pairs"] = s.pairs;
-  j["answered"] = s.answered;
+  j["clips"] = s.ran;
+  j["pairs"] = s.records;
+  j["answered"] = s.records - s.errors;
   j["errors"] = s.errors;
-  if (s.with_truth > 0) j["accuracy"] = double(s.correct) / double(s.with_truth);
-  j["seconds"] = s.seconds;
-  j["load_seconds"] = s.load_seconds;
-  j["clips_per_s"] = s.seconds > 0 ? double(s.clips) / s.seconds : 0.0;
-  j["max_rss_mb"] = s.max_rss_mb;
-  j["workers"] = s.workers;
+  if (with_truth > 0) j["accuracy"] = double(correct) / double(with_truth);
+  // One process: the graph run without model loading (as before); MPI: the whole run.
+  const double seconds = s.ranks > 1 ? s.seconds : local.seconds;
+  j["seconds"] = seconds;
+  j["load_seconds"] = local.load_seconds;
+  j["clips_per_s"] = seconds > 0 ? double(s.ran) / seconds : 0.0;
+  j["max_rss_mb"] = local.max_rss_mb;
+  j["workers"] = local.workers;
   j["torch_threads"] = c.torch_threads;
+  const auto run = s.to_json(false);
+  for (const char* k : {"lines", "skipped", "ranks", "per_rank", "resume"})
+    if (run.contains(k)) j[k] = run[k];
   if (!c.summary.empty()) {
+    auto full = j;
+    full["per_rank"] = s.to_json(true)["per_rank"];
     std::ofstream f(c.summary);
-    f << j.dump(2) << "\n";
+    f << full.dump(2) << "\n";
   }
   if (!c.quiet) std::cerr << "ask_clip: " << j.dump() << "\n";
-  if (s.pairs != total)
-    throw omni::RunError("wrote " + std::to_string(s.pairs) + " records for " +
-                         std::to_string(total) + " pairs");
+  if (s.records + s.resume.kept_records != total)
+    throw omni::RunError("wrote " + std::to_string(s.records + s.resume.kept_records) +
+                         " records for " + std::to_string(total) + " pairs");
   return 0;
 }
 
@@ -139,7 +137,15 @@ int main(int argc, char** argv) {
   app.add_flag("--no-batch-questions", batch.no_batch_questions,
                "--batch: answer a clip's questions one after another (default: as one batch)");
   app.add_option("--trace", batch.trace, "--batch: write a Chrome trace (Perfetto) here");
-  app.add_flag("--quiet", batch.quiet, "--batch: no progress bar or summary on stderr");
+  app.add_flag("--quiet", batch.quiet, "--batch: no progress or summary on stderr");
+  app.add_flag("--resume", batch.resume,
+               "--batch: keep the finished lines of an earlier, interrupted run's --out file and "
+               "answer the rest");
+  app.add_option("--in-flight", batch.in_flight,
+                 "--batch: manifest lines one process holds at once (running + queued)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--coordinator-only", batch.coordinator_only,
+               "--batch under mpirun: rank 0 only hands out lines and writes records");
   CLI11_PARSE(app, argc, argv);
 
   try {

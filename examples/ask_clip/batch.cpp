@@ -17,6 +17,7 @@
 
 #include "core/contract.h"
 #include "core/error.h"
+#include "core/manifest.h"
 #include "examples/shapes_voices/pipeline.h"
 #include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
@@ -51,36 +52,40 @@ int manifest_question(const std::string& q) {
 
 }  // namespace
 
+ClipJob clip_job_from_line(int64_t line, const std::string& text, const std::string& path) {
+  ClipJob job;
+  job.line = line;
+  try {
+    nlohmann::json j = nlohmann::json::parse(text);
+    job.file = j.at("file").get<std::string>();
+    const fs::path dir = fs::path(path).parent_path();
+    job.path = fs::path(job.file).is_absolute() ? job.file : (dir / job.file).string();
+    if (j.contains("question")) {
+      const std::string q = j.at("question").get<std::string>();
+      const int qi = manifest_question(q);
+      if (qi < 0) throw InputError("unknown question \"" + q + "\"");
+      job.questions = {qi};
+    } else {
+      for (int k = 0; k < kNumQuestions; ++k) job.questions.push_back(k);
+    }
+    job.truth = std::move(j);
+  } catch (const std::exception& e) {
+    job.error = path + ":" + std::to_string(line) + ": unusable manifest line: " + e.what();
+    job.questions = {-1};
+  }
+  return job;
+}
+
 std::vector<ClipJob> read_batch_manifest(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw InputError("cannot open manifest '" + path + "'");
-  const fs::path dir = fs::path(path).parent_path();
   std::vector<ClipJob> jobs;
   std::string text;
   int64_t line = 0;
   while (std::getline(in, text)) {
     ++line;
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    ClipJob job;
-    job.line = line;
-    try {
-      nlohmann::json j = nlohmann::json::parse(text);
-      job.file = j.at("file").get<std::string>();
-      job.path = fs::path(job.file).is_absolute() ? job.file : (dir / job.file).string();
-      if (j.contains("question")) {
-        const std::string q = j.at("question").get<std::string>();
-        const int qi = manifest_question(q);
-        if (qi < 0) throw InputError("unknown question \"" + q + "\"");
-        job.questions = {qi};
-      } else {
-        for (int k = 0; k < kNumQuestions; ++k) job.questions.push_back(k);
-      }
-      job.truth = std::move(j);
-    } catch (const std::exception& e) {
-      job.error = path + ":" + std::to_string(line) + ": unusable manifest line: " + e.what();
-      job.questions = {-1};
-    }
-    jobs.push_back(std::move(job));
+    jobs.push_back(clip_job_from_line(line, text, path));
   }
   return jobs;
 }
@@ -467,6 +472,35 @@ class JobSource : public Node {
   size_t next_ = 0;
 };
 
+// One manifest line -> its clip job (the same job read_batch_manifest makes of that line).
+class JobOfLine : public Node {
+ public:
+  explicit JobOfLine(std::string manifest) : manifest_(std::move(manifest)) {}
+  Flow process(Context& ctx) override {
+    const Packet& p = ctx.input(0);
+    if (p.empty()) return Flow::kContinue;
+    const ManifestItem& item = p.get<ManifestItem>();
+    ClipWork w;
+    w.job = std::make_shared<const ClipJob>(clip_job_from_line(item.line(), item.text, manifest_));
+    w.error = w.job->error;
+    ctx.emit<ClipWork>("out", std::move(w), p.timestamp());
+    return Flow::kContinue;
+  }
+
+ private:
+  std::string manifest_;
+};
+
+class RecordsOfClip : public Node {
+ public:
+  Flow process(Context& ctx) override {
+    const Packet& p = ctx.input(0);
+    if (p.empty()) return Flow::kContinue;
+    ctx.emit<ItemRecords>("out", ItemRecords{p.get<ClipWork>().records}, p.timestamp());
+    return Flow::kContinue;
+  }
+};
+
 // A stage: runs `fn` on the clip unless an earlier stage failed; a failure becomes the clip's
 // error (reported in its records) instead of stopping the graph.
 class StageNode : public Node {
@@ -522,6 +556,28 @@ Contract stage_contract(const std::string& doc) {
       .policy(InputPolicy::kImmediate);
 }
 
+// Manifest graphs (dist::run_manifest): ManifestSource -> "jobs" (ManifestItem -> ClipWork) in
+// front of the stages, and "records" (ClipWork -> ItemRecords) -> RecordWriter behind them.
+void add_manifest_ends(GraphBuilder& b, const std::string& manifest) {
+  b.add<ManifestSource>("lines", {{"path", manifest}});
+  b.add_instance("jobs", "ClipJobOf",
+                 Contract()
+                     .doc("a manifest line as a clip job")
+                     .input<ManifestItem>("in", "a manifest line")
+                     .output<ClipWork>("out", "its clip job")
+                     .policy(InputPolicy::kImmediate),
+                 [manifest] { return std::make_unique<JobOfLine>(manifest); });
+  b.connect("lines.out", "jobs.in");
+  b.add_instance("records", "ClipRecords",
+                 Contract()
+                     .doc("a clip's records, written whole")
+                     .input<ClipWork>("in", "an answered clip")
+                     .output<ItemRecords>("out", "its records")
+                     .policy(InputPolicy::kImmediate),
+                 [] { return std::make_unique<RecordsOfClip>(); });
+  b.add<RecordWriter>("sink");
+}
+
 }  // namespace
 
 BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) {
@@ -564,11 +620,15 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
   };
 
   GraphBuilder b("ask_batch");
-  b.add_instance("jobs", "ClipJobs",
-                 Contract()
-                     .doc("the manifest's clips, one packet per clip")
-                     .output<ClipWork>("out", "a clip job"),
-                 [&jobs] { return std::make_unique<JobSource>(&jobs); });
+  if (o.manifest.empty()) {
+    b.add_instance("jobs", "ClipJobs",
+                   Contract()
+                       .doc("the manifest's clips, one packet per clip")
+                       .output<ClipWork>("out", "a clip job"),
+                   [&jobs] { return std::make_unique<JobSource>(&jobs); });
+  } else {
+    add_manifest_ends(b, o.manifest);
+  }
   const std::array<std::pair<const char*, StageNode::Fn>, 4> stages = {
       {{"decode", decode}, {"preprocess", preprocess}, {"encode", encode}, {"answer", answer}}};
   const std::array<const char*, 4> docs = {
@@ -586,6 +646,7 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
       .connect("preprocess.out", "encode.in")
       .connect("encode.out", "answer.in")
       .output("answer.out");
+  if (!o.manifest.empty()) b.connect("answer.out", "records.in").connect("records.out", "sink.in");
   auto graph = b.build();
   graph->observe("answer.out", [&](const Packet& p) {
     const ClipWork& w = p.get<ClipWork>();

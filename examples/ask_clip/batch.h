@@ -36,6 +36,8 @@ struct ClipJob {
 // such as "shape"). Lines without a question ask all four. Throws InputError only when the
 // manifest itself cannot be read; a bad line becomes an error job.
 std::vector<ClipJob> read_batch_manifest(const std::string& path);
+// The job of one manifest line (`line` 1-based; `path` the manifest, for relative files).
+ClipJob clip_job_from_line(int64_t line, const std::string& text, const std::string& path);
 // Number of (clip, question) pairs, i.e. output records, of these jobs.
 int64_t count_pairs(const std::vector<ClipJob>& jobs);
 
@@ -95,6 +97,10 @@ struct BatchOptions {
   bool share_prefix = true;     // run a clip's tokens once for all its questions
   bool batch_questions = true;  // and its questions as one batch (see answer_clip)
   std::string trace_path;       // Chrome trace of the run when non-empty
+  // When set, the graph reads this manifest through a ManifestSource (the lines the installed
+  // ItemFeed hands out: dist::run_manifest, MPI) and writes each clip's records whole through a
+  // RecordWriter; run_batch's `jobs` are then not used.
+  std::string manifest;
   // Called once per output record, in manifest order, from a graph worker thread.
   std::function<void(const nlohmann::ordered_json&)> on_record;
 };
