@@ -68,6 +68,8 @@ class ProcessFeed : public ItemFeed {
   void graph_ended();
   double wait_s() const;
   int64_t lines() const;
+  // Called after the graph took a line (the MPI loop may ask for the next one now).
+  std::function<void()> on_take;
 
  private:
   void drop_locked(int64_t index, const std::string& why);

@@ -286,6 +286,7 @@ bool ProcessFeed::next(ManifestItem& item, const std::function<bool()>& stop) {
     in_graph_.insert(line.index);
     ++lines_;
   }
+  if (on_take) on_take();
   item = parse_manifest_item(line.index, std::move(line.text));
   return true;
 }

@@ -1,6 +1,7 @@
 // Manifest runs across MPI ranks, as a user runs them: `mpirun --oversubscribe -n 3` of
-// `omnipipe run` (examples/graphs/manifest_work.yaml; the core-only manifest_work program where
-// omnipipe is not built) and of `ask_clip --batch`. The output equals a one-process run byte for
+// `omnipipe run` (examples/graphs/manifest_work.yaml; the core-only manifest_work program with the
+// same graph where omnipipe is not built, and for the kill and skew tests) and of
+// `ask_clip --batch`. The output equals a one-process run byte for
 // byte; a rank killed with SIGKILL mid-run (a worker, or rank 0 while it writes) takes the job down
 // and --resume then completes it to that same output; on a skewed manifest the dynamic handout
 // beats a static split, judged by the lines each rank ran and their costs, not by time.
@@ -51,16 +52,21 @@ std::string mpirun(int n) {
   return cmd;
 }
 
-// The manifest graph program: omnipipe run manifest_work.yaml, or the core-only stand-in.
-std::string work_cmd(const fs::path& manifest, const fs::path& out, const std::string& extra) {
+// The manifest graph program: `omnipipe run manifest_work.yaml` (where built and `omnipipe`), or
+// the core-only stand-in with the same graph (starts in milliseconds instead of loading every
+// module's libraries: the kill and skew tests run it).
+std::string work_cmd(const fs::path& manifest, const fs::path& out, const std::string& extra,
+                     bool omnipipe = false) {
 #ifdef OMNI_OMNIPIPE
-  return std::string(OMNI_OMNIPIPE) + " run " + kSrc + "/examples/graphs/manifest_work.yaml" +
-         " --set lines.path=" + manifest.string() + " --set records.path=" + out.string() +
-         " --quiet " + extra;
+  if (omnipipe)
+    return std::string(OMNI_OMNIPIPE) + " run " + kSrc + "/examples/graphs/manifest_work.yaml" +
+           " --set lines.path=" + manifest.string() + " --set records.path=" + out.string() +
+           " --quiet " + extra;
 #else
+  (void)omnipipe;
+#endif
   return std::string(OMNI_MANIFEST_WORK) + " " + manifest.string() + " " + out.string() +
          " --quiet " + extra;
-#endif
 }
 
 int sh(const std::string& cmd) {
@@ -99,9 +105,9 @@ nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(slurp
 TEST(Mpi, ThreeRanksWriteWhatOneProcessWrites) {
   const auto dir = test_dir("three");
   const auto m = write_manifest(dir, 30, 20);
-  ASSERT_EQ(sh(work_cmd(m, dir / "one.jsonl", "")), 0);
+  ASSERT_EQ(sh(work_cmd(m, dir / "one.jsonl", "", true)), 0);
   ASSERT_EQ(sh(mpirun(3) + " " +
-               work_cmd(m, dir / "three.jsonl", "--summary " + (dir / "s.json").string())),
+               work_cmd(m, dir / "three.jsonl", "--summary " + (dir / "s.json").string(), true)),
             0);
   EXPECT_EQ(count_lines(dir / "one.jsonl"), 32);
   EXPECT_EQ(slurp(dir / "three.jsonl"), slurp(dir / "one.jsonl"));
@@ -225,10 +231,27 @@ TEST(Mpi, AskClipBatchOnThreeRanks) {
   ASSERT_EQ(sh(mpirun(3) + " " + ask + " --out " + (dir / "three.jsonl").string() + " --summary " +
                (dir / "s.json").string()),
             0);
-  EXPECT_EQ(count_lines(dir / "one.jsonl"), 4 + 1 + 1 + 1 + 1);
+  EXPECT_EQ(count_lines(dir / "one.jsonl"), 4 + 4 + 1 + 1 + 1);  // all 4 for the missing file
   EXPECT_EQ(slurp(dir / "three.jsonl"), slurp(dir / "one.jsonl"));
   const auto s = read_json(dir / "s.json");
   EXPECT_EQ(s["ranks"], 3);
-  EXPECT_EQ(s["pairs"], 8);
+  EXPECT_EQ(s["pairs"], 11);
+  // As if killed while writing: line 1 whole, two of line 2's four records, half of a third.
+  {
+    std::istringstream in(slurp(dir / "one.jsonl"));
+    std::ofstream out(dir / "three.jsonl", std::ios::binary | std::ios::trunc);
+    std::string l;
+    for (int i = 0; i < 6 && std::getline(in, l); ++i) out << l << "\n";
+    std::getline(in, l);
+    out << l.substr(0, 20);
+  }
+  ASSERT_EQ(sh(mpirun(3) + " " + ask + " --resume --out " + (dir / "three.jsonl").string() +
+               " --summary " + (dir / "r.json").string()),
+            0);
+  EXPECT_EQ(slurp(dir / "three.jsonl"), slurp(dir / "one.jsonl"));
+  const auto r = read_json(dir / "r.json");
+  EXPECT_EQ(r["skipped"], 1);  // line 1; line 2 is answered again
+  EXPECT_EQ(r["resume"]["dropped_records"], 2);
+  EXPECT_EQ(r["resume"]["truncated_tail"], true);
 }
 #endif
