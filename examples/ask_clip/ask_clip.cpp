@@ -86,8 +86,10 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   j["max_rss_mb"] = local.max_rss_mb;
   j["workers"] = local.workers;
   j["torch_threads"] = c.torch_threads;
+  // The manifest run as a whole (model loading and, under MPI, every rank's start included).
   const auto run = s.to_json(false);
-  for (const char* k : {"lines", "skipped", "ranks", "per_rank", "resume"})
+  j["run_seconds"] = s.seconds;
+  for (const char* k : {"lines_per_s", "lines", "skipped", "ranks", "per_rank", "resume"})
     if (run.contains(k)) j[k] = run[k];
   if (!c.summary.empty()) {
     auto full = j;
