@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "examples/all_nodes.h"
+#include "nodes/all_nodes.h"
 #ifdef OMNI_WITH_MEDIA
 #include "modalities/media/probe.h"
 #endif
