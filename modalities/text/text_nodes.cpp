@@ -81,8 +81,8 @@ void TextEncoder::open(Context& ctx) {
   try {
     table_ = t.to(device, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   } catch (const c10::Error& e) {
-    throw RunError(where + "moving the embedding table to " + device_ +
-                   " failed: " + e.what_without_backtrace());
+    throw ConfigError(where + "moving the embedding table to " + device_ +
+                      " failed: " + e.what_without_backtrace());
   }
 }
 
@@ -97,8 +97,7 @@ Flow TextEncoder::process(Context& ctx) {
     const int64_t limit = table_.defined() ? table_.size(0) : tokenizer_->vocab_size();
     for (int64_t id : ids) {
       if (id < 0 || id >= limit) {
-        throw InputError("TextEncoder '" + ctx.node_name() + "': id " + std::to_string(id) +
-                         " at " + ctx.timestamp().to_string() + " is outside 0.." +
+        throw InputError("id " + std::to_string(id) + " is outside 0.." +
                          std::to_string(limit - 1));
       }
     }
