@@ -84,7 +84,7 @@ Flow TensorDump::process(Context& ctx) {
   return Flow::kContinue;
 }
 
-void TensorDump::close(Context& ctx) {
+void TensorDump::close(Context&) {
   try {
     save_safetensors(path_, tensors_, metadata_);
   } catch (const std::exception& e) {
