@@ -153,7 +153,7 @@ const std::vector<ModelFamily>& model_families() {
   return kFamilies;
 }
 
-std::string dtype_name(at::ScalarType t) {
+std::string safetensors_dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kDouble:
       return "F64";
@@ -574,8 +574,8 @@ at::Tensor Checkpoint::hub_get(const std::string& hub, const DtypeRequest& dtype
       !(dtype.keep_bf16 && t.scalar_type() == at::kBFloat16)) {
     if (!c10::isFloatingType(*dtype.to))
       throw InputError("checkpoint '" + dir_ + "': tensor '" + name + "' (shard '" + ti.shard +
-                       "'): cannot convert " + dtype_name(ti.dtype) + " to " +
-                       dtype_name(*dtype.to) + " (only floating dtypes convert)");
+                       "'): cannot convert " + safetensors_dtype_name(ti.dtype) + " to " +
+                       safetensors_dtype_name(*dtype.to) + " (only floating dtypes convert)");
     t = t.to(*dtype.to);
   }
   return t;
@@ -611,22 +611,24 @@ LoadReport Checkpoint::load_into(const std::vector<std::pair<std::string, at::Te
     if (!contains(ours)) {
       if (!ignorable(name))
         missing.push_back("'" + ours + "' (module expects " + shape_str(t.sizes()) + " " +
-                          dtype_name(t.scalar_type()) + ")");
+                          safetensors_dtype_name(t.scalar_type()) + ")");
       continue;
     }
     used.insert(ours);
     const TensorInfo ti = info(ours);
     if (at::IntArrayRef(ti.shape) != t.sizes()) {
       mismatched.push_back("'" + ours + "' (" + describe(ti) + "): checkpoint has " +
-                           shape_str(ti.shape) + " " + dtype_name(ti.dtype) + ", module expects " +
-                           shape_str(t.sizes()) + " " + dtype_name(t.scalar_type()));
+                           shape_str(ti.shape) + " " + safetensors_dtype_name(ti.dtype) +
+                           ", module expects " + shape_str(t.sizes()) + " " +
+                           safetensors_dtype_name(t.scalar_type()));
       continue;
     }
     const bool both_float = c10::isFloatingType(ti.dtype) && c10::isFloatingType(t.scalar_type());
     if (!both_float && ti.dtype != t.scalar_type()) {
       mismatched.push_back("'" + ours + "' (" + describe(ti) + "): checkpoint dtype " +
-                           dtype_name(ti.dtype) + ", module expects " +
-                           dtype_name(t.scalar_type()) + " (only floating dtypes convert)");
+                           safetensors_dtype_name(ti.dtype) + ", module expects " +
+                           safetensors_dtype_name(t.scalar_type()) +
+                           " (only floating dtypes convert)");
       continue;
     }
     copies.emplace_back(t, ti);
@@ -636,7 +638,7 @@ LoadReport Checkpoint::load_into(const std::vector<std::pair<std::string, at::Te
       if (starts_with(ours, opt.prefix) && !used.count(ours) && !aliases_.count(ours)) {
         const TensorInfo ti = info(ours);
         unexpected.push_back("'" + ours + "' (" + describe(ti) + ", " + shape_str(ti.shape) + " " +
-                             dtype_name(ti.dtype) + ")");
+                             safetensors_dtype_name(ti.dtype) + ")");
       }
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::string msg =
@@ -711,7 +713,7 @@ nlohmann::json inspect_checkpoint(const std::string& dir) {
       p.first += 1;
       p.second += ti.nbytes;
     };
-    add(dtypes[dtype_name(ti.dtype)]);
+    add(dtypes[safetensors_dtype_name(ti.dtype)]);
     add(shards[ti.shard]);
     add(groups[h.substr(0, h.find('.') == std::string::npos ? h.size() : h.find('.') + 1)]);
   }
@@ -766,7 +768,14 @@ std::string inspect_to_text(const nlohmann::json& j) {
   o << "architecture  " << j.value("architecture", "") << " (model_type "
     << j.value("model_type", "") << ", family " << j.value("family", "") << ")\n";
   o << "towers\n";
-  for (const auto& [name, t] : j.at("towers").items()) {
+  // The JSON object sorts its keys; print the towers in reading order instead.
+  std::vector<std::string> order;
+  for (const char* t : {"text", "vision", "audio"})
+    if (j.at("towers").contains(t)) order.push_back(t);
+  for (const auto& [name, t] : j.at("towers").items())
+    if (std::find(order.begin(), order.end(), name) == order.end()) order.push_back(name);
+  for (const auto& name : order) {
+    const nlohmann::json& t = j.at("towers").at(name);
     o << "  " << name;
     for (size_t i = name.size(); i < 8; ++i) o << ' ';
     for (const auto& [k, v] : t.items()) {
@@ -784,9 +793,12 @@ std::string inspect_to_text(const nlohmann::json& j) {
     << human_bytes(j.at("total_bytes").get<int64_t>()) << ", " << j.at("total_bytes").dump()
     << " bytes)\n";
   o << "dtypes       ";
-  for (const auto& [k, v] : j.at("dtypes").items())
-    o << " " << k << ": " << v.at("tensors").dump() << " tensors, "
-      << human_bytes(v.at("bytes").get<int64_t>()) << ";";
+  const char* sep = " ";
+  for (const auto& [k, v] : j.at("dtypes").items()) {
+    o << sep << k << ": " << v.at("tensors").dump() << " tensors, "
+      << human_bytes(v.at("bytes").get<int64_t>());
+    sep = "; ";
+  }
   o << "\n";
   o << "shards        " << j.at("shards").size() << (j.value("index", false) ? " (indexed)" : "")
     << "\n";

@@ -164,6 +164,6 @@ class Checkpoint {
 };
 
 // Safetensors dtype names ("F32", "BF16", ...) for summaries.
-std::string dtype_name(at::ScalarType t);
+std::string safetensors_dtype_name(at::ScalarType t);
 
 }  // namespace omni
