@@ -428,5 +428,24 @@ TEST_F(CheckpointTest, SingleFileFlatConfigTiedEmbeddings) {
   EXPECT_EQ(c->load_into(*tied, {"text."}).tensors, 2);
 }
 
+TEST_F(CheckpointTest, FamilyFromModelTypeOrGeneric) {
+  auto cfg = read_json("config.json");
+  cfg.erase("architectures");
+  write_text("config.json", cfg.dump());
+  EXPECT_EQ(Checkpoint::open(dir_.string())->family().name, "qwen2_5_omni");  // by model_type
+  cfg["model_type"] = "something_new";
+  write_text("config.json", cfg.dump());
+  auto c = Checkpoint::open(dir_.string());
+  EXPECT_EQ(c->family().name, "generic");  // loads with hub names, nothing skipped
+  EXPECT_EQ(c->names(), c->hub_names());
+  EXPECT_TRUE(c->unused_groups().empty());
+  EXPECT_EQ(c->tower_summary("text").ints.at("hidden"), 32);  // thinker_config.text_config
+}
+
+TEST_F(CheckpointTest, GarbageShard) {
+  write_text(kShard2, "not a safetensors file at all");
+  expect_open_error({"shard '" + std::string(kShard2) + "'", "header length"});
+}
+
 }  // namespace
 }  // namespace omni
