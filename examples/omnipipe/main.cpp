@@ -1,4 +1,5 @@
-// The `omnipipe` command line: run a YAML graph, print the node catalogue, render a graph as DOT.
+// The `omnipipe` command line: run a YAML graph, print the node catalogue, render a graph as DOT,
+// describe a media file or a Hugging Face checkpoint directory.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -13,6 +14,9 @@
 #include "nodes/all_nodes.h"
 #ifdef OMNI_WITH_MEDIA
 #include "modalities/media/probe.h"
+#endif
+#ifdef OMNI_HAVE_COMMON
+#include "modalities/common/checkpoint_inspect.h"
 #endif
 
 namespace {
@@ -142,6 +146,22 @@ int cmd_probe() {
 }
 #endif
 
+#ifdef OMNI_HAVE_COMMON
+struct InspectArgs {
+  std::string dir;
+  bool json = false;
+} g_inspect;
+
+int cmd_inspect() {
+  const nlohmann::json info = omni::inspect_checkpoint(g_inspect.dir);
+  if (g_inspect.json)
+    std::cout << info.dump(2) << "\n";
+  else
+    std::cout << omni::inspect_to_text(info);
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,6 +204,18 @@ int main(int argc, char** argv) {
                     return c;
                   },
                   [] { return cmd_probe(); }});
+#endif
+#ifdef OMNI_HAVE_COMMON
+  cmds.push_back({[](CLI::App& a) {
+                    auto* c = a.add_subcommand(
+                        "inspect",
+                        "Summarise a Hugging Face checkpoint directory (config, towers, "
+                        "tensors, dtypes, shards, unused groups)");
+                    c->add_option("dir", g_inspect.dir, "checkpoint directory")->required();
+                    c->add_flag("--json", g_inspect.json, "machine-readable JSON (DESIGN.md 2a)");
+                    return c;
+                  },
+                  [] { return cmd_inspect(); }});
 #endif
   for (auto& c : cmds) c.app = c.define(app);
 
