@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "modalities/text/json_brief.h"
 #include "modalities/text/unicode.h"
 
 namespace omni {
@@ -57,7 +58,7 @@ class ConfigReader {
       s = v["content"].get<std::string>();
     } else {
       fail("\"" + key + "\" must be a string, an AddedToken object or null, not " +
-           v.dump().substr(0, 80));
+           text::json_brief(v));
     }
     if (s.empty()) fail("\"" + key + "\" is an empty token");
     if (text::find_invalid_utf8(s) != std::string::npos) fail("\"" + key + "\" is not valid UTF-8");
@@ -67,7 +68,7 @@ class ConfigReader {
   bool flag(const ojson& obj, const char* key, bool dflt, const std::string& where) const {
     if (!obj.contains(key) || obj[key].is_null()) return dflt;
     if (!obj[key].is_boolean())
-      fail(where + ": \"" + key + "\" must be true or false, not " + obj[key].dump());
+      fail(where + ": \"" + key + "\" must be true or false, not " + text::json_brief(obj[key]));
     return obj[key].get<bool>();
   }
 
@@ -269,7 +270,7 @@ std::shared_ptr<HfTokenizer> HfTokenizer::from_directory(const std::string& dir)
         if (v > 0 && v < 9.0e15 && v == static_cast<double>(static_cast<int64_t>(v)))
           h->model_max_length_ = static_cast<int64_t>(v);
       } else if (!m.is_null() && !m.is_number_unsigned()) {
-        r.fail("\"model_max_length\" must be a number, not " + m.dump().substr(0, 80));
+        r.fail("\"model_max_length\" must be a number, not " + text::json_brief(m));
       }
     }
   } catch (const ojson::exception& e) {

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "modalities/text/hf_tokenizer.h"
+#include "modalities/text/json_brief.h"
 #include "modalities/text/unicode.h"
 
 namespace omni {
@@ -306,7 +307,7 @@ void Tokenizer::Impl::load(const json& j) {
     for (const auto& t : j["added_tokens"]) {
       if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
           !t.contains("content") || !t["content"].is_string())
-        fail("added token without integer \"id\" and string \"content\": " + t.dump());
+        fail("added token without integer \"id\" and string \"content\": " + text::json_brief(t));
       add_token(AddedToken{t["content"].get<std::string>(), t["id"].get<int64_t>(),
                            t.value("special", false), t.value("lstrip", false),
                            t.value("rstrip", false), t.value("single_word", false),
@@ -354,7 +355,7 @@ void Tokenizer::Impl::add_token(AddedToken a) {
 }
 
 void Tokenizer::Impl::load_normalizer(const json& n, int depth) {
-  if (!n.is_object()) fail("normalizer is not a JSON object: " + n.dump().substr(0, 80));
+  if (!n.is_object()) fail("normalizer is not a JSON object: " + text::json_brief(n));
   if (depth > kMaxNesting)
     fail("normalizers nested more than " + std::to_string(kMaxNesting) + " deep");
   const std::string t = n.value("type", "");
@@ -376,7 +377,7 @@ void Tokenizer::Impl::load_normalizer(const json& n, int depth) {
 }
 
 void Tokenizer::Impl::load_pre_tokenizer(const json& p, int depth) {
-  if (!p.is_object()) fail("pre_tokenizer is not a JSON object: " + p.dump().substr(0, 80));
+  if (!p.is_object()) fail("pre_tokenizer is not a JSON object: " + text::json_brief(p));
   if (depth > kMaxNesting)
     fail("pre_tokenizers nested more than " + std::to_string(kMaxNesting) + " deep");
   const std::string t = p.value("type", "");
@@ -401,7 +402,7 @@ void Tokenizer::Impl::load_pre_tokenizer(const json& p, int depth) {
       // A literal: quote it for PCRE2.
       s.regex = std::make_shared<Regex>("\\Q" + pat["String"].get<std::string>() + "\\E", origin);
     } else {
-      fail("Split pattern must be {\"Regex\": ...} or {\"String\": ...}: " + pat.dump());
+      fail("Split pattern must be {\"Regex\": ...} or {\"String\": ...}: " + text::json_brief(pat));
     }
     const std::string b = p.value("behavior", "Isolated");
     if (b == "Removed") {
@@ -438,8 +439,8 @@ void Tokenizer::Impl::load_model(const json& m) {
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail("model has no \"vocab\" object");
   for (const auto& [tok, id] : m["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxId)
-      fail("vocab entry '" + tok + "' has a bad id " + id.dump());
-    if (tok.empty()) fail("vocab has an empty token (id " + id.dump() + ")");
+      fail("vocab entry '" + tok + "' has a bad id " + text::json_brief(id));
+    if (tok.empty()) fail("vocab has an empty token (id " + text::json_brief(id) + ")");
     const int64_t i = id.get<int64_t>();
     if (const std::string* other = id_to_token.find(i)) {
       fail("vocab id " + std::to_string(i) + " is used by both '" + *other + "' and '" + tok + "'");
@@ -472,7 +473,7 @@ void Tokenizer::Impl::load_model(const json& m) {
       b = e[1].get<std::string>();
     } else {
       fail("merge #" + std::to_string(rank) +
-           " is neither \"a b\" nor [\"a\", \"b\"]: " + e.dump());
+           " is neither \"a b\" nor [\"a\", \"b\"]: " + text::json_brief(e));
     }
     const auto ia = vocab.find(a), ib = vocab.find(b), iab = vocab.find(a + b);
     if (ia == vocab.end() || ib == vocab.end() || iab == vocab.end()) {

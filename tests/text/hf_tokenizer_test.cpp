@@ -35,6 +35,12 @@ void write_text(const fs::path& path, const std::string& s) {
   f << s;
 }
 
+std::string read_json_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("missing fixture " + path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 std::string show(const std::vector<int64_t>& ids) {
   std::string s;
   for (auto i : ids) s += std::to_string(i) + " ";
@@ -376,6 +382,43 @@ TEST(HfTokenizerLimits, ReplacementFollowsMaximalSubparts) {
        "b"},
   };
   for (const auto& [in, out] : cases) EXPECT_EQ(t->decode(t->encode(in)), out);
+}
+
+TEST(HfTokenizerLimits, DeepValuesAndMutatedFilesGiveInputErrorsOnly) {
+  ScratchDir d;
+  d.copy_fixture();
+  // A value nested 200,000 deep where a token string belongs: a bounded message, no recursion.
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  write_text(d.path() / "tokenizer_config.json", "{\"eos_token\": " + deep + "}");
+  expect_error(d.str(), {"eos_token", "[[[...]]]"});
+  // Byte mutations of both files (fixed seed): every outcome is a tokenizer or an InputError.
+  const std::string tok_json = read_json_text(kDir + "/tokenizer.json");
+  const std::string cfg_json = read_json_text(kDir + "/tokenizer_config.json");
+  uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1664525u + 1013904223u; };
+  const char* junk[] = {"\"", "{", "]", "-1", "4294967296", "null", "true", "\\u0000", "\xFF", ","};
+  int loaded = 0, rejected = 0;
+  for (int i = 0; i < 60; ++i) {
+    std::string t = tok_json, c = cfg_json;
+    std::string& victim = (i % 3 == 0) ? t : c;
+    for (int k = 0; k < 1 + static_cast<int>(next() % 3); ++k) {
+      const size_t at = next() % victim.size();
+      victim.replace(at, next() % 4, junk[next() % 10]);
+    }
+    write_text(d.path() / "tokenizer.json", t);
+    write_text(d.path() / "tokenizer_config.json", c);
+    try {
+      const auto tok = HfTokenizer::from_directory(d.str());
+      tok->decode(tok->encode("<|im_start|>user\n한국어 😀<|im_end|>"), true);
+      ++loaded;
+    } catch (const InputError&) {
+      ++rejected;
+    }
+  }
+  EXPECT_EQ(loaded + rejected, 60);
+  EXPECT_GT(loaded, 0);  // some mutations are harmless (inside a string)
+  EXPECT_GT(rejected, 0);
+  RecordProperty("loaded", loaded);
 }
 
 }  // namespace
