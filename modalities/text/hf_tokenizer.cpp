@@ -18,6 +18,7 @@ using ojson = nlohmann::ordered_json;
 namespace {
 
 constexpr std::uintmax_t kMaxConfigBytes = std::uintmax_t{16} << 20;
+constexpr std::uintmax_t kMaxTokenizerJsonBytes = std::uintmax_t{256} << 20;  // as Tokenizer
 constexpr int64_t kMaxId = (int64_t{1} << 31) - 1;
 
 // transformers' SPECIAL_TOKENS_ATTRIBUTES, in its order.
@@ -85,6 +86,47 @@ int64_t parse_id_key(const std::string& key, const ConfigReader& r) {
   return id;
 }
 
+// transformers' Qwen2Tokenizer keeps only the vocab, merges and post-processor of tokenizer.json
+// and builds the rest itself (NFC, Split(this regex, Isolated), ByteLevel(add_prefix_space from the
+// config, use_regex=false), ByteLevel decoder, a plain BPE); with an added_tokens_decoder in the
+// config, the added tokens come from there alone. Rewriting the file the same way gives the ids
+// transformers gives even when the file says otherwise.
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+std::shared_ptr<Tokenizer> load_as_qwen2(const std::string& path, bool add_prefix_space,
+                                         bool drop_added_tokens) {
+  const std::string text = text::read_limited_file(path, kMaxTokenizerJsonBytes, "tokenizer file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError("tokenizer file '" + path + "': not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    return Tokenizer::from_json(text, path);  // let the loader name the problem
+  nlohmann::json& m = j["model"];
+  m["dropout"] = nullptr;
+  m["unk_token"] = nullptr;
+  m["continuing_subword_prefix"] = "";
+  m["end_of_word_suffix"] = "";
+  m["fuse_unk"] = false;
+  m["byte_fallback"] = false;
+  m["ignore_merges"] = false;
+  j["normalizer"] = {{"type", "NFC"}};
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"},
+         {"pattern", {{"Regex", kQwen2Pattern}}},
+         {"behavior", "Isolated"},
+         {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", add_prefix_space}, {"use_regex", false}}}}};
+  j["decoder"] = {{"type", "ByteLevel"}};
+  if (drop_added_tokens) j["added_tokens"] = nlohmann::json::array();
+  return Tokenizer::from_json(j.dump(), path);
+}
+
 }  // namespace
 
 std::shared_ptr<HfTokenizer> HfTokenizer::from_directory(const std::string& dir) {
@@ -104,15 +146,30 @@ std::shared_ptr<HfTokenizer> HfTokenizer::from_directory(const std::string& dir)
   }
   std::shared_ptr<HfTokenizer> h(new HfTokenizer());
   h->dir_ = dir;
-  h->tok_ = Tokenizer::from_file(tok_path);
-  h->tok_->set_replace_invalid_utf8(true);
-  Tokenizer& tok = *h->tok_;
-
   const std::string cfg_path = (d / "tokenizer_config.json").string();
   ojson cfg = ojson::object();
   ConfigReader r(cfg_path);
   if (fs::exists(cfg_path, ec))
     cfg = r.parse(text::read_limited_file(cfg_path, kMaxConfigBytes, "tokenizer config"));
+  if (cfg.contains("tokenizer_class") && cfg["tokenizer_class"].is_string())
+    h->tokenizer_class_ = cfg["tokenizer_class"].get<std::string>();
+  const bool qwen2 =
+      h->tokenizer_class_ == "Qwen2Tokenizer" || h->tokenizer_class_ == "Qwen2TokenizerFast";
+  const bool config_has_added =
+      cfg.contains("added_tokens_decoder") && !cfg["added_tokens_decoder"].is_null();
+  if (qwen2) {
+    bool add_prefix_space = false;
+    if (cfg.contains("add_prefix_space") && !cfg["add_prefix_space"].is_null()) {
+      if (!cfg["add_prefix_space"].is_boolean())
+        r.fail("\"add_prefix_space\" must be true or false");
+      add_prefix_space = cfg["add_prefix_space"].get<bool>();
+    }
+    h->tok_ = load_as_qwen2(tok_path, add_prefix_space, /*drop_added_tokens=*/config_has_added);
+  } else {
+    h->tok_ = Tokenizer::from_file(tok_path);
+  }
+  h->tok_->set_replace_invalid_utf8(true);
+  Tokenizer& tok = *h->tok_;
 
   try {
     // Added tokens: transformers rebuilds the added vocabulary from added_tokens_decoder, in id
@@ -229,13 +286,9 @@ std::shared_ptr<HfTokenizer> HfTokenizer::from_directory(const std::string& dir)
       }
     }
 
-    if (cfg.contains("tokenizer_class") && cfg["tokenizer_class"].is_string())
-      h->tokenizer_class_ = cfg["tokenizer_class"].get<std::string>();
     // Named and extra special tokens: one the vocabulary lacks is added as a special token at the
     // next free id, as transformers adds it. Qwen2Tokenizer also re-adds every one of them as
     // AddedToken(token, special=True), which resets their flags to the defaults.
-    const bool qwen2 =
-        h->tokenizer_class_ == "Qwen2Tokenizer" || h->tokenizer_class_ == "Qwen2TokenizerFast";
     for (const std::string& t : h->all_special_tokens()) {
       const auto id = tok.token_to_id(t);
       bool is_added = false;

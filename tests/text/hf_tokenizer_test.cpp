@@ -178,6 +178,29 @@ TEST(HfTokenizer, ConfigOverridesResolvedAsTransformersDoes) {
   }
 }
 
+TEST(HfTokenizer, Qwen2ClassRebuildsThePipelineAsTransformersDoes) {
+  // tokenizer.json says GPT-2 regex, no NFC, and lists an added token the config does not; the
+  // Qwen2Tokenizer class ignores all three.
+  const std::string dir = kHf + "qwen2_class_rebuilt_pipeline";
+  const auto fx = read_json(dir + "/cases.json");
+  const auto tok = HfTokenizer::from_directory(dir);
+  const auto as_file = Tokenizer::from_file(dir + "/tokenizer.json");
+  int differ = 0;
+  ASSERT_GE(fx["cases"].size(), 5u);
+  for (const auto& c : fx["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    const auto expected = c["ids"].get<std::vector<int64_t>>();
+    const auto ids = tok->encode(text);
+    EXPECT_EQ(ids, expected) << "'" << text << "'\n  got      " << show(ids) << "\n  expected "
+                             << show(expected);
+    EXPECT_EQ(tok->decode(expected), c["decoded"].get<std::string>()) << text;
+    EXPECT_EQ(tok->decode(expected, true), c["decoded_skip"].get<std::string>()) << text;
+    differ += as_file->encode(text) != expected;
+  }
+  EXPECT_GE(differ, 3);  // the file's own pipeline would give other ids
+  EXPECT_EQ(tok->token_to_id("<|json_only|>"), fx["json_only_id"].get<int64_t>());
+}
+
 TEST(HfTokenizer, LoadTokenizerAcceptsADirectory) {
   const auto t = load_tokenizer(kDir);
   ASSERT_NE(dynamic_cast<HfTokenizer*>(t.get()), nullptr);
@@ -331,6 +354,8 @@ TEST(HfTokenizerLimits, OversizedFilesAreRejectedBeforeReading) {
   { std::ofstream f(d.path() / "tokenizer_config.json", std::ios::binary | std::ios::trunc); }
   fs::resize_file(d.path() / "tokenizer_config.json", (std::uintmax_t{16} << 20) + 1);
   expect_error(d.str(), {"tokenizer_config.json", "more than the limit"});
+  fs::remove(d.path() / "tokenizer_config.json");
+  fs::copy_file(kDir + "/tokenizer_config.json", d.path() / "tokenizer_config.json");
   fs::resize_file(d.path() / "tokenizer.json", (std::uintmax_t{256} << 20) + 1);
   expect_error(d.str(), {"tokenizer.json", "more than the limit"});
 }
