@@ -104,7 +104,7 @@ std::shared_ptr<Tokenizer> load_as_qwen2(const std::string& path, bool add_prefi
     throw InputError("tokenizer file '" + path + "': not valid JSON: " + e.what());
   }
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
-    return Tokenizer::from_json(text, path);  // let the loader name the problem
+    return Tokenizer::from_parsed_json(j, path);  // let the loader name the problem
   nlohmann::json& m = j["model"];
   m["dropout"] = nullptr;
   m["unk_token"] = nullptr;
@@ -124,7 +124,7 @@ std::shared_ptr<Tokenizer> load_as_qwen2(const std::string& path, bool add_prefi
         {{"type", "ByteLevel"}, {"add_prefix_space", add_prefix_space}, {"use_regex", false}}}}};
   j["decoder"] = {{"type", "ByteLevel"}};
   if (drop_added_tokens) j["added_tokens"] = nlohmann::json::array();
-  return Tokenizer::from_json(j.dump(), path);
+  return Tokenizer::from_parsed_json(j, path);
 }
 
 }  // namespace

@@ -670,6 +670,13 @@ std::shared_ptr<Tokenizer> Tokenizer::from_json(std::string_view text, const std
   } catch (const json::exception& e) {
     impl->fail(std::string("not valid JSON: ") + e.what());
   }
+  return from_parsed_json(j, origin);
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_parsed_json(const nlohmann::json& j,
+                                                       const std::string& origin) {
+  auto impl = std::make_unique<Impl>();
+  impl->origin = origin;
   try {
     impl->load(j);
   } catch (const json::exception& e) {

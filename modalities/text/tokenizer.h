@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,6 +44,9 @@ class Tokenizer : public TextTokenizer {
   static std::shared_ptr<Tokenizer> from_file(const std::string& path);
   static std::shared_ptr<Tokenizer> from_json(std::string_view json,
                                               const std::string& origin = "<tokenizer json>");
+  // The same from an already parsed document (HfTokenizer rewrites parts of tokenizer.json).
+  static std::shared_ptr<Tokenizer> from_parsed_json(const nlohmann::json& json,
+                                                     const std::string& origin);
   ~Tokenizer() override;
 
   std::vector<int64_t> encode(std::string_view text) const override;
