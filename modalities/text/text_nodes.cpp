@@ -36,7 +36,9 @@ Contract TextEncoder::contract() {
       .optional_input<std::string>("text", "UTF-8 text; special tokens in it are recognised")
       .optional_input<std::vector<int64_t>>("ids", "already tokenized ids")
       .output<TokenChunk>("tokens", "modality text; ids [N] int64, or embeddings [N, d]")
-      .param("tokenizer", "byte", "'byte' (built-in byte tokenizer) or a tokenizer.json path")
+      .param("tokenizer", "byte",
+             "'byte' (built-in byte tokenizer), a tokenizer.json path or a Hugging Face checkpoint "
+             "directory")
       .param("weights", "", "safetensors file with the embedding table; empty: emit ids only")
       .param("tensor", "embed_tokens.weight", "name of the [vocab, d] table in `weights`")
       .param("device", "cpu", "device of the embeddings: cpu, cuda, cuda:N")
