@@ -94,7 +94,7 @@ void ManifestSource::open(Context& ctx) {
   feed_ = installed_item_feed();
   if (feed_) return;
   const std::string& path = ctx.params().get_string("path");
-  if (path.empty()) throw ConfigError("ManifestSource '" + ctx.node_name() + "': path is empty");
+  if (path.empty()) throw ConfigError("path (the manifest) is empty");
   lines_ = read_manifest_lines(path);
 }
 
@@ -140,9 +140,7 @@ void RecordWriter::open(Context& ctx) {
     own_ = false;
   } else {
     f_ = std::fopen(path_.c_str(), "w");
-    if (!f_)
-      throw InputError("RecordWriter '" + ctx.node_name() + "': cannot open '" + path_ +
-                       "' for writing: " + std::strerror(errno));
+    if (!f_) throw InputError("cannot open '" + path_ + "' for writing: " + std::strerror(errno));
     own_ = true;
   }
 }
@@ -196,18 +194,16 @@ Flow RecordWriter::process(Context& ctx) {
   for (const auto& r : records)
     group += r.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
   if (std::fwrite(group.data(), 1, group.size(), f_) != group.size() || std::fflush(f_) != 0)
-    throw InputError("RecordWriter '" + ctx.node_name() + "': write to '" + path_ +
-                     "' failed: " + std::strerror(errno));
+    throw InputError("write to '" + path_ + "' failed: " + std::strerror(errno));
   return Flow::kContinue;
 }
 
-void RecordWriter::close(Context& ctx) {
+void RecordWriter::close(Context&) {
   if (!f_) return;
   if (own_) {
     const int rc = std::fclose(f_);
     f_ = nullptr;
-    if (rc != 0)
-      throw InputError("RecordWriter '" + ctx.node_name() + "': closing '" + path_ + "' failed");
+    if (rc != 0) throw InputError("closing '" + path_ + "' failed");
   } else {
     std::fflush(f_);
     f_ = nullptr;
