@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -98,6 +99,8 @@ TEST(WhisperFeatures, LogMelMatchesTransformers) {
       }
     }
     EXPECT_LE(worst, 1e-4);
+    std::printf("[ %s ] max |log-mel diff| vs transformers: %.2e\n",
+                c["name"].get<std::string>().c_str(), worst);
     if (c.contains("tail_value")) {  // the rest of the padded window is one constant
       const float tail = c["tail_value"].get<float>();
       double tworst = 0;
