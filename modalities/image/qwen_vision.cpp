@@ -98,8 +98,13 @@ void normalise_into(const uint8_t* rgb, int width, int height, int64_t stride,
 
 std::vector<uint8_t> resize_rgb(const uint8_t* rgb, int width, int height, int64_t stride,
                                 int out_w, int out_h, QwenResample how) {
-  if (how == QwenResample::kPil) {
-    return resize_bicubic_pil(rgb, width, height, stride, 3, out_w, out_h);
+  switch (how) {
+    case QwenResample::kPil:
+      return resize_bicubic_pil(rgb, width, height, stride, 3, out_w, out_h);
+    case QwenResample::kTorchvision:
+      return resize_bicubic_torch_u8(rgb, width, height, stride, 3, out_w, out_h);
+    case QwenResample::kTorchvisionFloat:
+      break;
   }
   return resize_bicubic_torch_aa(rgb, width, height, stride, 3, out_w, out_h);
 }

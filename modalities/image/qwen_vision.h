@@ -3,13 +3,12 @@
 // the vision tower reads: pixel_values [N, C*T*P*P] (temporal patch T, 2x2 merge order) and the
 // (t, h, w) patch grid.
 //
-// Images follow transformers' Qwen2VLImageProcessor: by default the PIL resize of the PIL
-// processor (Qwen2VLImageProcessorPil, the reference, matched exactly). transformers 5.x picks the
-// torchvision processor by default (Qwen2VLImageProcessor, also what Qwen2_5OmniProcessor loads),
-// whose resize of uint8 images is torchvision's integer kernel: within one 8-bit level of both
-// PIL and QwenResample::kTorchvision, not bit-exact with either. Videos follow qwen-omni-utils'
-// fetch_video (frame count and indices, per-video pixel budget, torchvision resize) and then
-// Qwen2VLVideoProcessor as Qwen2_5OmniProcessor calls it.
+// Images follow transformers' Qwen2VLImageProcessor: by default the resize of the PIL processor
+// (Qwen2VLImageProcessorPil, the reference), or with QwenResample::kTorchvision that of the
+// torchvision processor (Qwen2VLImageProcessor, what transformers 5.x and Qwen2_5OmniProcessor
+// load by default); both bit-exact, they differ from each other by one 8-bit level at most. Videos
+// follow qwen-omni-utils' fetch_video (frame count and indices, per-video pixel budget,
+// torchvision's float resize) and then Qwen2VLVideoProcessor as Qwen2_5OmniProcessor calls it.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,7 +24,11 @@ namespace omni {
 
 enum class QwenResample {
   kPil,          // Pillow's 8-bit antialiased bicubic (Qwen2VLImageProcessorPil)
-  kTorchvision,  // torchvision's float antialiased bicubic (qwen-omni-utils' video frames)
+  kTorchvision,  // torchvision's uint8 kernel (Qwen2VLImageProcessor, transformers 5's default)
+  // torchvision's float kernel (qwen-omni-utils' resize of video frames). It keeps the overshoot
+  // of the first pass (no 8-bit intermediate), so near sharp edges it can differ from the two
+  // 8-bit kernels by many levels.
+  kTorchvisionFloat,
 };
 
 struct QwenVisionOptions {

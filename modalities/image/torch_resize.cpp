@@ -60,6 +60,68 @@ Taps make_taps(int in_size, int out_size) {
   return t;
 }
 
+// ATen's int16 taps for the uint8 kernel (_compute_index_ranges_int16_weights).
+struct TapsI16 {
+  int ksize = 0;
+  int precision = 0;
+  std::vector<int> first, count;
+  std::vector<int16_t> w;
+};
+
+TapsI16 make_taps_i16(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double support = scale >= 1.0 ? (4 * 0.5) * scale : 4 * 0.5;
+  const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+  auto cubic = [](double x) {
+    constexpr double a = -0.5;
+    x = std::fabs(x);
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0) return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+    return 0.0;
+  };
+  TapsI16 t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out_size);
+  t.count.resize(out_size);
+  std::vector<double> wd(static_cast<size_t>(out_size) * t.ksize, 0.0);
+  double wt_max = 0.0;
+  for (int i = 0; i < out_size; ++i) {
+    const double center = scale * (i + 0.5);
+    const int64_t xmin = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
+    int64_t xsize = std::min<int64_t>(static_cast<int64_t>(center + support + 0.5), in_size) - xmin;
+    xsize = std::clamp<int64_t>(xsize, 0, t.ksize);
+    double* w = wd.data() + static_cast<size_t>(i) * t.ksize;
+    double total = 0.0;
+    for (int64_t j = 0; j < xsize; ++j) {
+      w[j] = cubic((j + xmin - center + 0.5) * invscale);
+      total += w[j];
+    }
+    for (int64_t j = 0; j < xsize; ++j) {
+      if (total != 0.0) w[j] /= total;
+      wt_max = std::max(wt_max, w[j]);
+    }
+    t.first[i] = static_cast<int>(xmin);
+    t.count[i] = static_cast<int>(xsize);
+  }
+  int precision = 0;
+  for (precision = 0; precision < 22; ++precision) {
+    const int next = static_cast<int>(0.5 + wt_max * (1 << (precision + 1)));
+    if (next >= (1 << 15)) break;
+  }
+  t.precision = precision;
+  t.w.resize(wd.size());
+  for (size_t k = 0; k < wd.size(); ++k) {
+    const double v = wd[k] * (1 << precision);
+    t.w[k] = static_cast<int16_t>(v < 0 ? v - 0.5 : v + 0.5);
+  }
+  return t;
+}
+
+inline uint8_t clamp8(int32_t acc, int precision) {
+  const int32_t v = acc >> precision;
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
 void check_sizes(const char* what, int width, int height, int out_w, int out_h) {
   if (width <= 0 || height <= 0 || out_w <= 0 || out_h <= 0) {
     throw InputError(std::string(what) + ": invalid sizes " + std::to_string(width) + "x" +
@@ -153,6 +215,60 @@ std::vector<uint8_t> resize_bicubic_torch_aa(const uint8_t* src, int width, int 
     }
   }
   return out;
+}
+
+std::vector<uint8_t> resize_bicubic_torch_u8(const uint8_t* src, int width, int height,
+                                             int64_t row_stride, int channels, int out_w,
+                                             int out_h) {
+  check_sizes("resize_bicubic_torch_u8", width, height, out_w, out_h);
+  if (src == nullptr || channels < 1 || channels > 4 ||
+      row_stride < static_cast<int64_t>(width) * channels) {
+    throw InputError("resize_bicubic_torch_u8: invalid image (channels " +
+                     std::to_string(channels) + ", row stride " + std::to_string(row_stride) +
+                     " for width " + std::to_string(width) + ")");
+  }
+  // Tightly packed copy of the input, then the passes.
+  std::vector<uint8_t> cur(static_cast<size_t>(width) * height * channels);
+  for (int y = 0; y < height; ++y) {
+    std::copy(src + y * row_stride, src + y * row_stride + static_cast<int64_t>(width) * channels,
+              cur.begin() + static_cast<size_t>(y) * width * channels);
+  }
+  int cw = width;
+  if (out_w != width) {
+    const TapsI16 t = make_taps_i16(width, out_w);
+    std::vector<uint8_t> next(static_cast<size_t>(out_w) * height * channels);
+    for (int y = 0; y < height; ++y) {
+      const uint8_t* in = cur.data() + static_cast<size_t>(y) * width * channels;
+      uint8_t* out = next.data() + static_cast<size_t>(y) * out_w * channels;
+      for (int x = 0; x < out_w; ++x) {
+        const int16_t* w = t.w.data() + static_cast<size_t>(x) * t.ksize;
+        for (int c = 0; c < channels; ++c) {
+          int32_t acc = 1 << (t.precision - 1);
+          for (int j = 0; j < t.count[x]; ++j) acc += in[(t.first[x] + j) * channels + c] * w[j];
+          out[x * channels + c] = clamp8(acc, t.precision);
+        }
+      }
+    }
+    cur.swap(next);
+    cw = out_w;
+  }
+  if (out_h != height) {
+    const TapsI16 t = make_taps_i16(height, out_h);
+    const int64_t row = static_cast<int64_t>(cw) * channels;
+    std::vector<uint8_t> next(static_cast<size_t>(out_h) * row);
+    for (int y = 0; y < out_h; ++y) {
+      const int16_t* w = t.w.data() + static_cast<size_t>(y) * t.ksize;
+      const uint8_t* in = cur.data() + t.first[y] * row;
+      uint8_t* out = next.data() + y * row;
+      for (int64_t k = 0; k < row; ++k) {
+        int32_t acc = 1 << (t.precision - 1);
+        for (int j = 0; j < t.count[y]; ++j) acc += in[j * row + k] * w[j];
+        out[k] = clamp8(acc, t.precision);
+      }
+    }
+    cur.swap(next);
+  }
+  return cur;
 }
 
 }  // namespace omni

@@ -25,4 +25,13 @@ std::vector<uint8_t> resize_bicubic_torch_aa(const uint8_t* src, int width, int 
                                              int64_t row_stride, int channels, int out_w,
                                              int out_h);
 
+// torchvision's resize of uint8 image tensors (torchvision.transforms.v2.functional.resize, which
+// transformers' torchvision-backed image processors call): ATen's integer kernel for uint8 input.
+// Weights in double, quantised to int16 with the largest precision that keeps the biggest weight
+// below 2^15; horizontal pass first into an 8-bit intermediate (rounded, clamped), then the
+// vertical pass; a pass is skipped when its side does not change. Same layout as above.
+std::vector<uint8_t> resize_bicubic_torch_u8(const uint8_t* src, int width, int height,
+                                             int64_t row_stride, int channels, int out_w,
+                                             int out_h);
+
 }  // namespace omni
