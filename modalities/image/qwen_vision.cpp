@@ -176,6 +176,16 @@ void read_vision_keys(const nlohmann::json& cfg, QwenVisionOptions& o) {
 QwenVisionOptions QwenVisionOptions::from_config(const nlohmann::json& cfg) {
   QwenVisionOptions o;
   read_vision_keys(cfg, o);
+  // What transformers 5's AutoImageProcessor would build from the file: the torchvision processor
+  // for "Qwen2VLImageProcessor" / "...Fast" (torchvision installed), the PIL one for "...Pil".
+  if (auto it = cfg.find("image_processor_type"); it != cfg.end() && it->is_string()) {
+    const std::string type = it->get<std::string>();
+    if (type.find("Pil") != std::string::npos) {
+      o.resample = QwenResample::kPil;
+    } else if (type.find("ImageProcessor") != std::string::npos) {
+      o.resample = QwenResample::kTorchvision;
+    }
+  }
   return o;
 }
 

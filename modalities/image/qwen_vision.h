@@ -49,7 +49,9 @@ struct QwenVisionOptions {
   // Options from a preprocessor_config.json object (image processor keys: patch_size,
   // temporal_patch_size, merge_size, min_pixels / max_pixels or size.{shortest,longest}_edge,
   // image_mean, image_std, rescale_factor, do_resize). Absent keys keep the defaults; do_rescale
-  // or do_normalize false, or do_convert_rgb false, are refused (ConfigError).
+  // or do_normalize false, or do_convert_rgb false, are refused (ConfigError). `resample` follows
+  // image_processor_type as transformers 5 loads it: kTorchvision for "Qwen2VLImageProcessor"
+  // (and "...Fast"), kPil for "Qwen2VLImageProcessorPil"; the default (kPil) when absent.
   static QwenVisionOptions from_config(const nlohmann::json& cfg);
 };
 

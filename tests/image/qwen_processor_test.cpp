@@ -174,6 +174,12 @@ TEST(QwenImageProcessor, OptionsFromPreprocessorConfig) {
   EXPECT_EQ(o.max_pixels, 12845056);
   EXPECT_EQ(o.factor(), 28);
   EXPECT_DOUBLE_EQ(o.std[1], 0.26130258);
+  EXPECT_EQ(o.resample, QwenResample::kTorchvision);  // what transformers 5 loads for it
+  EXPECT_EQ(QwenVisionOptions::from_config(
+                nlohmann::json{{"image_processor_type", "Qwen2VLImageProcessorPil"}})
+                .resample,
+            QwenResample::kPil);
+  EXPECT_EQ(QwenVisionOptions::from_config(nlohmann::json::object()).resample, QwenResample::kPil);
   // Videos keep Qwen2_5OmniProcessor's video bounds, not the image ones.
   const QwenVideoOptions v = QwenVideoOptions::from_config(cfg);
   EXPECT_EQ(v.processor.min_pixels, 128 * 28 * 28);

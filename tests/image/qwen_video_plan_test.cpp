@@ -28,6 +28,8 @@ TEST(QwenVideoPlan, FrameCountsAndIndicesMatchQwenOmniUtils) {
     if (e.contains("nframes")) o.nframes = e["nframes"].get<int>();
     if (e.contains("min_frames")) o.min_frames = e["min_frames"].get<int>();
     if (e.contains("max_frames")) o.max_frames = e["max_frames"].get<int>();
+    if (e.contains("video_start")) o.video_start = e["video_start"].get<double>();
+    if (e.contains("video_end")) o.video_end = e["video_end"].get<double>();
     const int64_t total = r["total_frames"].get<int64_t>();
     const double fps = r["video_fps"].get<double>();
     if (r.contains("error")) {
