@@ -197,6 +197,22 @@ void Params::throw_wrong_type(const std::string& name, const ParamValue& v) cons
 
 // ---- contract ----
 
+const char* error_kind_name(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::kInput:
+      return "input";
+    case ErrorKind::kConfig:
+      return "config";
+    case ErrorKind::kInternal:
+      return "internal";
+    case ErrorKind::kCancelled:
+      return "cancelled";
+    case ErrorKind::kDeadlock:
+      return "deadlock";
+  }
+  return "?";
+}
+
 const char* policy_name(InputPolicy p) { return p == InputPolicy::kSync ? "sync" : "immediate"; }
 
 int Contract::input_index(const std::string& name) const {

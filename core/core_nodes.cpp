@@ -53,9 +53,7 @@ void CountingSource::open(Context& ctx) {
   interval_us_ = p.get_int("interval_us");
   burst_ = std::max<int64_t>(1, p.get_int("burst"));
   skip_every_ = p.get_int("skip_every");
-  if (ts_step_ < 1)
-    throw ConfigError("CountingSource '" + ctx.node_name() + "': ts_step_us must be >= 1, got " +
-                      std::to_string(ts_step_));
+  if (ts_step_ < 1) throw ConfigError("ts_step_us must be >= 1, got " + std::to_string(ts_step_));
 }
 
 Flow CountingSource::process(Context& ctx) {
@@ -168,9 +166,7 @@ void JsonlWriter::open(Context& ctx) {
     own_ = false;
   } else {
     f_ = std::fopen(path_.c_str(), "w");
-    if (!f_)
-      throw InputError("JsonlWriter '" + ctx.node_name() + "': cannot open '" + path_ +
-                       "' for writing: " + std::strerror(errno));
+    if (!f_) throw InputError("cannot open '" + path_ + "' for writing: " + std::strerror(errno));
     own_ = true;
   }
 }
@@ -184,15 +180,14 @@ Flow JsonlWriter::process(Context& ctx) {
   // is written as U+FFFD rather than failing the graph.
   const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
-    throw InputError("JsonlWriter '" + ctx.node_name() + "': write to '" + path_ + "' failed");
+    throw InputError("write to '" + path_ + "' failed");
   if (flush_) std::fflush(f_);
   return Flow::kContinue;
 }
-void JsonlWriter::close(Context& ctx) {
+void JsonlWriter::close(Context&) {
   if (!f_) return;
   if (own_) {
-    if (std::fclose(f_) != 0)
-      throw InputError("JsonlWriter '" + ctx.node_name() + "': closing '" + path_ + "' failed");
+    if (std::fclose(f_) != 0) throw InputError("closing '" + path_ + "' failed");
   } else {
     std::fflush(f_);
   }
@@ -206,6 +201,11 @@ Contract Discard::contract() {
       .policy(InputPolicy::kImmediate);
 }
 
+void PayloadJson<PacketSet>::encode(const PacketSet& s, nlohmann::json& j) {
+  j = nlohmann::json::object();
+  for (size_t i = 0; i < s.packets.size(); ++i) packet_to_json(s.packets[i], j[s.names[i]]);
+}
+
 void register_core_nodes(Registry& r) {
   r.add<CountingSource>("CountingSource");
   r.add<PassThrough>("PassThrough");
@@ -213,10 +213,6 @@ void register_core_nodes(Registry& r) {
   r.add<Zip>("Zip");
   r.add<JsonlWriter>("JsonlWriter");
   r.add<Discard>("Discard");
-  register_to_json<PacketSet>([](const PacketSet& s, nlohmann::json& j) {
-    j = nlohmann::json::object();
-    for (size_t i = 0; i < s.packets.size(); ++i) packet_to_json(s.packets[i], j[s.names[i]]);
-  });
 }
 
 }  // namespace omni

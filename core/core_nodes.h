@@ -18,6 +18,7 @@ struct PacketSet {
 }  // namespace omni
 
 OMNI_TYPE_NAME(omni::PacketSet, "PacketSet");
+OMNI_PAYLOAD_JSON(omni::PacketSet);  // {port name: payload JSON}
 
 namespace omni {
 

@@ -166,6 +166,8 @@ class Runtime {
   bool finished = false;
   bool started = false;
   std::string error;  // first error; empty on success
+  ErrorKind error_kind = ErrorKind::kInternal;
+  std::exception_ptr error_cause;  // what the failing node threw, if a node threw
   std::vector<std::thread> threads;
   std::vector<std::function<void()>> on_stop;  // wakes pollers
   RunOptions options;
@@ -183,7 +185,8 @@ class Runtime {
   void push(EdgeState& e, const Packet& p);
   void commit(NodeState& n, Call& c);
   void close_node(NodeState& n);
-  void fail(const std::string& message);
+  void fail(const std::string& message, ErrorKind kind, std::exception_ptr cause = nullptr);
+  void fail_call(const NodeState& n, const Call& c, const std::exception_ptr& e);
   std::string queue_report();
   std::string describe_failure(const NodeState& n, const Call& c, const std::string& what);
   void finish_trace();
@@ -407,8 +410,12 @@ void Runtime::mark(NodeState& n) {
   if (idle > 0) cv.notify_one();
 }
 
-void Runtime::fail(const std::string& message) {
-  if (error.empty()) error = message;
+void Runtime::fail(const std::string& message, ErrorKind kind, std::exception_ptr cause) {
+  if (error.empty()) {
+    error = message;
+    error_kind = kind;
+    error_cause = std::move(cause);
+  }
   if (!stopping.exchange(true)) {
     for (auto& f : on_stop) f();
   }
@@ -417,6 +424,32 @@ void Runtime::fail(const std::string& message) {
     ready.pop();
   }
   cv.notify_all();
+}
+
+// A node's open/process/close (or the commit of its outputs) threw: keep the exception and its
+// kind, and put the one context prefix (node, type, call, timestamp) before its message.
+void Runtime::fail_call(const NodeState& n, const Call& c, const std::exception_ptr& e) {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::exception_ptr cause = e;
+  std::string what;
+  try {
+    std::rethrow_exception(e);
+  } catch (const InputError& x) {
+    kind = ErrorKind::kInput;
+    what = x.what();
+  } catch (const ConfigError& x) {
+    kind = ErrorKind::kConfig;
+    what = x.what();
+  } catch (const RunError& x) {  // e.g. a graph run inside a node: keep what it found
+    kind = x.kind();
+    if (x.cause()) cause = x.cause();
+    what = x.what();
+  } catch (const std::exception& x) {
+    what = x.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  fail(describe_failure(n, c, what), kind, std::move(cause));
 }
 
 std::string Runtime::describe_failure(const NodeState& n, const Call& c, const std::string& what) {
@@ -535,11 +568,13 @@ void Runtime::worker(int tid) {
         }
         idle--;
         if (!stopping && !finished && ready.empty() && running_total == 0 && progress == seen) {
-          fail("graph '" + (graph.spec.name.empty() ? std::string("graph") : graph.spec.name) +
-               "' is deadlocked: no node can run and the graph is not finished. Queue states:" +
-               queue_report() +
-               "\nA sync node is probably waiting for a stream that skipped a timestamp without "
-               "advancing its bound (Context::set_bound), while another of its inputs is full.");
+          fail(
+              "graph '" + (graph.spec.name.empty() ? std::string("graph") : graph.spec.name) +
+                  "' is deadlocked: no node can run and the graph is not finished. Queue states:" +
+                  queue_report() +
+                  "\nA sync node is probably waiting for a stream that skipped a timestamp without "
+                  "advancing its bound (Context::set_bound), while another of its inputs is full.",
+              ErrorKind::kDeadlock);
         }
       } else {
         idle++;
@@ -588,7 +623,7 @@ void Runtime::worker(int tid) {
     if (n.def.contract.is_reentrant()) mark(n);  // let another worker take the next input set
     lock.unlock();
 
-    std::string err;
+    std::exception_ptr err;
     const auto start = Clock::now();
     try {
       if (a == Action::kOpen) {
@@ -599,10 +634,8 @@ void Runtime::worker(int tid) {
       } else {
         c->flow = n.node->process(*c);
       }
-    } catch (const std::exception& e) {
-      err = e.what();
     } catch (...) {
-      err = "unknown exception";
+      err = std::current_exception();
     }
     const auto end = Clock::now();
     const double us = std::chrono::duration<double, std::micro>(end - start).count();
@@ -627,8 +660,8 @@ void Runtime::worker(int tid) {
                        std::chrono::duration_cast<std::chrono::microseconds>(start - t0).count(),
                        std::max<int64_t>(1, static_cast<int64_t>(us)), c->ts, c->kind});
     }
-    if (!err.empty()) {
-      fail(describe_failure(n, *c, err));
+    if (err) {
+      fail_call(n, *c, err);
       break;
     }
     if (stopping) break;
@@ -658,8 +691,8 @@ void Runtime::worker(int tid) {
         n.next_commit++;
         if (a == Action::kProcess && c->flow == Flow::kDone) n.done_requested = true;
       }
-    } catch (const std::exception& e) {
-      fail(describe_failure(n, *c, e.what()));
+    } catch (...) {
+      fail_call(n, *c, std::current_exception());
       break;
     }
     if (a == Action::kOpen) n.life = Life::kOpen;
@@ -852,7 +885,7 @@ void Graph::wait() {
     // Release node instances on the caller's thread once every worker is gone.
     for (auto& n : rt.nodes) n->node.reset();
   }
-  if (!rt.error.empty()) throw RunError(rt.error);
+  if (!rt.error.empty()) throw RunError(rt.error, rt.error_kind, rt.error_cause);
 }
 
 void Graph::run(const RunOptions& options) {
@@ -865,7 +898,8 @@ void Graph::cancel() {
   std::lock_guard<std::mutex> lock(rt.mu);
   if (rt.finished || !rt.error.empty()) return;
   rt.fail("graph '" + (rt.graph.spec.name.empty() ? std::string("graph") : rt.graph.spec.name) +
-          "' was cancelled");
+              "' was cancelled",
+          ErrorKind::kCancelled);
 }
 
 const GraphSpec& Graph::spec() const { return impl_->rt->graph.spec; }

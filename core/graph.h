@@ -133,11 +133,15 @@ class Graph {
   // Pull-style: the returned poller yields the stream's packets; next() returns false at the end.
   std::shared_ptr<OutputPoller> poller(const std::string& stream, int capacity = 64);
 
-  // Blocking run to completion. Throws RunError naming node, timestamp and message on failure.
+  // Blocking run to completion. On failure throws RunError: what() is the node, its type, the call
+  // and timestamp, then the node's message; kind() tells bad input (ErrorKind::kInput) from a bug
+  // (kInternal), a cancellation (kCancelled), ...; cause() is the exception the node threw.
   void run(const RunOptions& options = {});
   void start(const RunOptions& options = {});
-  void wait();    // rethrows like run()
-  void cancel();  // safe from any thread, including callbacks; wait() then throws RunError
+  void wait();  // rethrows like run()
+  // Safe from any thread, including callbacks; wait() then throws RunError (kind kCancelled). Not
+  // async-signal-safe (it locks): from a signal handler use CancelOnSignal (core/interrupt.h).
+  void cancel();
 
   GraphStats stats() const;
   std::string to_dot() const;

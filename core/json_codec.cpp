@@ -1,66 +1,32 @@
-// The process-wide payload -> JSON encoder table, pre-filled with the built-in scalar types.
+// packet_to_json and the JSON encoders of the built-in payload types (declared in type_name.h).
 #include "core/json_codec.h"
 
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
 
 namespace omni {
-namespace {
 
-struct Table {
-  std::mutex mu;
-  std::unordered_map<std::type_index, std::unique_ptr<JsonEncoder>> encoders;
-};
-
-template <class T>
-void add_builtin(Table& t) {
-  t.encoders[std::type_index(typeid(T))] =
-      std::make_unique<JsonEncoder>([](const Packet& p, nlohmann::json& j) { j = p.get<T>(); });
-}
-
-Table& table() {
-  static Table* t = [] {
-    auto* t = new Table;
-    add_builtin<int64_t>(*t);
-    add_builtin<int32_t>(*t);
-    add_builtin<double>(*t);
-    add_builtin<float>(*t);
-    add_builtin<bool>(*t);
-    add_builtin<std::string>(*t);
-    add_builtin<std::vector<float>>(*t);
-    add_builtin<std::vector<int64_t>>(*t);
-    return t;
-  }();
-  return *t;
-}
-
-}  // namespace
-
-void register_json_encoder(const TypeId& type, JsonEncoder encoder) {
-  Table& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  // Encoders are never removed or replaced, so pointers handed out stay valid.
-  if (!t.encoders.count(type.index))
-    t.encoders[type.index] = std::make_unique<JsonEncoder>(std::move(encoder));
-}
-
-const JsonEncoder* find_json_encoder(const TypeId& type) {
-  Table& t = table();
-  std::lock_guard<std::mutex> lock(t.mu);
-  auto it = t.encoders.find(type.index);
-  return it == t.encoders.end() ? nullptr : it->second.get();
-}
+#define OMNI_PLAIN_JSON(T) \
+  void PayloadJson<T>::encode(const T& value, nlohmann::json& out) { out = value; }
+OMNI_PLAIN_JSON(int64_t)
+OMNI_PLAIN_JSON(int32_t)
+OMNI_PLAIN_JSON(double)
+OMNI_PLAIN_JSON(float)
+OMNI_PLAIN_JSON(bool)
+OMNI_PLAIN_JSON(std::string)
+OMNI_PLAIN_JSON(std::vector<float>)
+OMNI_PLAIN_JSON(std::vector<int64_t>)
+#undef OMNI_PLAIN_JSON
 
 void packet_to_json(const Packet& p, nlohmann::json& out) {
   if (p.empty()) {
     out = nullptr;
     return;
   }
-  if (const JsonEncoder* e = find_json_encoder(p.type())) {
-    (*e)(p, out);
+  const TypeId& t = p.type();
+  if (t.to_json) {
+    t.to_json(p.payload_address(), out);
   } else {
-    out = nlohmann::json{{"type", p.type().name}};
+    out = nlohmann::json{{"type", t.name}};
   }
 }
 

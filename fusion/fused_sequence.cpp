@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 
@@ -272,6 +274,37 @@ FusedSequence build_fused_sequence(const std::vector<SequenceItem>& items,
   }
   if (s.start_us > s.end_us) s.start_us = s.end_us = 0;
   return s;
+}
+
+// The debug dump of a sequence: per token modality (boundary tokens by name), t/h/w, text ids.
+void PayloadJson<FusedSequence>::encode(const FusedSequence& s, nlohmann::json& j) {
+  j["segment"] = s.segment;
+  j["length"] = s.length();
+  j["start_us"] = s.start_us;
+  j["end_us"] = s.end_us;
+  j["next_position"] = s.next_position();
+  j["tokens"] = s.tokens;
+  j["truncated"] = s.truncated;
+  nlohmann::json b = nlohmann::json::array();
+  for (const auto& [i, name] : s.boundaries) b.push_back({{"index", i}, {"name", name}});
+  j["boundaries"] = b;
+  std::vector<std::string> mod;
+  mod.reserve(s.modality.size());
+  for (Modality m : s.modality) mod.push_back(modality_name(m));
+  for (const auto& [i, name] : s.boundaries) mod[static_cast<size_t>(i)] = name;
+  j["modality"] = mod;  // per token; boundary tokens by name
+  if (s.positions.defined()) {
+    const at::Tensor p = s.positions.to(at::kCPU, at::kLong).contiguous();
+    const int64_t L = p.size(1);
+    const int64_t* d = p.data_ptr<int64_t>();
+    j["t"] = std::vector<int64_t>(d, d + L);
+    j["h"] = std::vector<int64_t>(d + L, d + 2 * L);
+    j["w"] = std::vector<int64_t>(d + 2 * L, d + 3 * L);
+  }
+  if (s.text_ids.defined()) {
+    const at::Tensor t = s.text_ids.to(at::kCPU, at::kLong).contiguous();
+    j["text_ids"] = std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  }
 }
 
 }  // namespace omni

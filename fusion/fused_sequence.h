@@ -90,3 +90,5 @@ std::vector<std::pair<int64_t, int64_t>> chunk_by_position(const std::vector<int
 }  // namespace omni
 
 OMNI_TYPE_NAME(omni::FusedSequence, "FusedSequence");
+// segment, length, times, positions (t/h/w), per-token modality, boundaries, text ids.
+OMNI_PAYLOAD_JSON(omni::FusedSequence);

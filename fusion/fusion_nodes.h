@@ -23,8 +23,6 @@ Contract& add_fusion_model_params(Contract& c);
 FusionTransformer make_fusion_model(const Params& p, const std::string& where);
 // Text of byte-tokenizer ids: ids < 256 are UTF-8 bytes, special tokens are skipped.
 std::string decode_byte_ids(const std::vector<int64_t>& ids);
-// The debug dump of a sequence: per token modality (boundary tokens by name), t/h/w, text ids.
-void fused_sequence_to_json(const FusedSequence& s, nlohmann::json& j);
 // "1,2, 3" -> {1, 2, 3}; throws ConfigError naming `what`.
 std::vector<int64_t> parse_id_list(const std::string& text, const std::string& what);
 

@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/json_codec.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/sequencer.h"
 #include "modalities/common/encoder_setup.h"
@@ -134,11 +133,9 @@ Flow Generate::process(Context& ctx) {
   try {
     const at::Tensor embeds = embed_sequence(*model_, seq);
     r = generate(*model_, embeds, seq.positions, decode_, &cache_);
-  } catch (const Error& e) {
-    throw InputError(ctx.node_name() + " at " + pk.timestamp().to_string() + ": " + e.what());
-  } catch (const c10::Error& e) {
-    throw RunError(ctx.node_name() + " at " + pk.timestamp().to_string() +
-                   ": libtorch error: " + e.what_without_backtrace());
+  } catch (
+      const c10::Error& e) {  // our own errors keep their kind; the runtime names node and time
+    throw Error("libtorch error: " + std::string(e.what_without_backtrace()));
   }
   ctx.count("generated_tokens", static_cast<int64_t>(r.tokens.size()));
   if (!r.stopped) ctx.count("hit_max_new_tokens");
@@ -174,8 +171,8 @@ Flow FusionEncode::process(Context& ctx) {
   try {
     const at::Tensor h = model_->forward(embed_sequence(*model_, seq), seq.positions);
     out = pool_(h)[0].to(at::kCPU, at::kFloat);
-  } catch (const Error& e) {
-    throw InputError(ctx.node_name() + " at " + pk.timestamp().to_string() + ": " + e.what());
+  } catch (const c10::Error& e) {
+    throw Error("libtorch error: " + std::string(e.what_without_backtrace()));
   }
   ctx.emit<at::Tensor>("embedding", out, pk.timestamp());
   return Flow::kContinue;
@@ -183,41 +180,10 @@ Flow FusionEncode::process(Context& ctx) {
 
 // ---- registration ----
 
-void fused_sequence_to_json(const FusedSequence& s, nlohmann::json& j) {
-  j["segment"] = s.segment;
-  j["length"] = s.length();
-  j["start_us"] = s.start_us;
-  j["end_us"] = s.end_us;
-  j["next_position"] = s.next_position();
-  j["tokens"] = s.tokens;
-  j["truncated"] = s.truncated;
-  nlohmann::json b = nlohmann::json::array();
-  for (const auto& [i, name] : s.boundaries) b.push_back({{"index", i}, {"name", name}});
-  j["boundaries"] = b;
-  std::vector<std::string> mod;
-  mod.reserve(s.modality.size());
-  for (Modality m : s.modality) mod.push_back(modality_name(m));
-  for (const auto& [i, name] : s.boundaries) mod[static_cast<size_t>(i)] = name;
-  j["modality"] = mod;  // per token; boundary tokens by name
-  if (s.positions.defined()) {
-    const at::Tensor p = s.positions.to(at::kCPU, at::kLong).contiguous();
-    const int64_t L = p.size(1);
-    const int64_t* d = p.data_ptr<int64_t>();
-    j["t"] = std::vector<int64_t>(d, d + L);
-    j["h"] = std::vector<int64_t>(d + L, d + 2 * L);
-    j["w"] = std::vector<int64_t>(d + 2 * L, d + 3 * L);
-  }
-  if (s.text_ids.defined()) {
-    const at::Tensor t = s.text_ids.to(at::kCPU, at::kLong).contiguous();
-    j["text_ids"] = std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
-  }
-}
-
 void register_fusion_nodes(Registry& r) {
   r.add<UnifiedSequencer>("UnifiedSequencer");
   r.add<Generate>("Generate");
   r.add<FusionEncode>("FusionEncode");
-  register_to_json<FusedSequence>(fused_sequence_to_json);
 }
 
 }  // namespace omni

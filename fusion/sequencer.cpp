@@ -295,11 +295,7 @@ void UnifiedSequencer::open(Context& ctx) {
   sp.audio_end = p.get_int("audio_end_id");
   sp.video_start = p.get_int("video_start_id");
   sp.video_end = p.get_int("video_end_id");
-  try {
-    asm_ = std::make_unique<SegmentAssembler>(c);
-  } catch (const ConfigError& e) {
-    throw ConfigError(ctx.node_name() + ": " + e.what());
-  }
+  asm_ = std::make_unique<SegmentAssembler>(c);  // ConfigError; the runtime names the node
 }
 
 Flow UnifiedSequencer::process(Context& ctx) {

@@ -21,13 +21,13 @@
 #include <string>
 #include <vector>
 
-#include "examples/ask_clip/batch.h"
-#include "examples/ask_clip/stream.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/common/safetensors.h"
+#include "models/shapes_voices/batch.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/stream.h"
+#include "models/shapes_voices/task.h"
 
 using namespace omni;
 using namespace omni::demo;

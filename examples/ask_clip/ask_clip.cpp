@@ -2,7 +2,7 @@
 // the inference graph (MediaSource -> ImageEncoder / LogMel -> AudioEncoder -> UnifiedSequencer ->
 // Generate). Prints the answer and the time taken; --json for one machine-readable object.
 // --batch MANIFEST answers every (clip, question) pair of a manifest through one running graph
-// (examples/ask_clip/batch.h) and writes one JSON line per pair.
+// (models/shapes_voices/batch.h) and writes one JSON line per pair.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -16,9 +16,9 @@
 #include <string>
 
 #include "core/error.h"
-#include "examples/ask_clip/batch.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
+#include "models/shapes_voices/batch.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/task.h"
 
 namespace {
 

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "examples/shapes_voices/rng.h"
-#include "examples/shapes_voices/task.h"
+#include "models/shapes_voices/rng.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 using omni::demo::ClipInfo;

@@ -1,7 +1,8 @@
-// The `omnipipe` command line: run a YAML graph, print the node catalogue, render a graph as DOT.
+// The `omnipipe` command line: run a YAML graph, print the node catalogue, render a graph as DOT,
+// describe a media file or a Hugging Face checkpoint directory.
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -9,9 +10,13 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "examples/all_nodes.h"
+#include "core/interrupt.h"
+#include "nodes/all_nodes.h"
 #ifdef OMNI_WITH_MEDIA
 #include "modalities/media/probe.h"
+#endif
+#ifdef OMNI_HAVE_COMMON
+#include "modalities/common/checkpoint_inspect.h"
 #endif
 
 namespace {
@@ -25,12 +30,6 @@ struct Subcommand {
   CLI::App* app = nullptr;
 };
 
-omni::Graph* g_running = nullptr;
-extern "C" void on_sigint(int) {
-  // cancel() only sets flags and notifies: the run then ends with "cancelled".
-  if (g_running) g_running->cancel();
-}
-
 struct RunArgs {
   std::string graph;
   std::vector<std::string> sets;
@@ -43,21 +42,28 @@ int cmd_run(const Registry& reg) {
   omni::RunOptions opt;
   opt.workers = g_run.workers;
   opt.trace_path = g_run.trace;
-  g_running = graph.get();
-  std::signal(SIGINT, on_sigint);
-  std::string error;
-  try {
-    graph->run(opt);
-  } catch (const omni::Error& e) {
-    error = e.what();
+  std::exception_ptr error;
+  int signal = 0;
+  {
+    // Ctrl-C (SIGINT) or SIGTERM cancels the run; the statistics are still written.
+    omni::CancelOnSignal on_signal(*graph);
+    try {
+      graph->run(opt);
+    } catch (const omni::Error&) {
+      error = std::current_exception();
+    }
+    signal = on_signal.received();
   }
-  g_running = nullptr;
   if (!g_run.stats.empty()) {
     std::ofstream f(g_run.stats);
     if (!f) throw omni::InputError("cannot write stats file '" + g_run.stats + "'");
     f << graph->stats().to_json() << "\n";
   }
-  if (!error.empty()) throw omni::RunError(error);
+  if (signal != 0) {
+    std::cerr << "omnipipe: interrupted (signal " << signal << "), run cancelled\n";
+    return 128 + signal;  // the shell's convention: 130 for Ctrl-C
+  }
+  if (error) std::rethrow_exception(error);
   return 0;
 }
 
@@ -140,6 +146,22 @@ int cmd_probe() {
 }
 #endif
 
+#ifdef OMNI_HAVE_COMMON
+struct InspectArgs {
+  std::string dir;
+  bool json = false;
+} g_inspect;
+
+int cmd_inspect() {
+  const nlohmann::json info = omni::inspect_checkpoint(g_inspect.dir);
+  if (g_inspect.json)
+    std::cout << info.dump(2) << "\n";
+  else
+    std::cout << omni::inspect_to_text(info);
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +205,18 @@ int main(int argc, char** argv) {
                   },
                   [] { return cmd_probe(); }});
 #endif
+#ifdef OMNI_HAVE_COMMON
+  cmds.push_back({[](CLI::App& a) {
+                    auto* c = a.add_subcommand(
+                        "inspect",
+                        "Summarise a Hugging Face checkpoint directory (config, towers, "
+                        "tensors, dtypes, shards, unused groups)");
+                    c->add_option("dir", g_inspect.dir, "checkpoint directory")->required();
+                    c->add_flag("--json", g_inspect.json, "machine-readable JSON (DESIGN.md 2a)");
+                    return c;
+                  },
+                  [] { return cmd_inspect(); }});
+#endif
   for (auto& c : cmds) c.app = c.define(app);
 
   try {
@@ -194,6 +228,11 @@ int main(int argc, char** argv) {
     omni::register_all_nodes(reg);
     for (auto& c : cmds)
       if (c.app->parsed()) return c.run();
+  } catch (const omni::RunError& e) {
+    // Bad input, configuration or a cancellation: 1; a bug in a node or the runtime: 2.
+    const bool bug = e.kind() == omni::ErrorKind::kInternal;
+    std::cerr << "omnipipe: " << (bug ? "internal error: " : "error: ") << e.what() << "\n";
+    return bug ? 2 : 1;
   } catch (const omni::Error& e) {
     std::cerr << "omnipipe: error: " << e.what() << "\n";
     return 1;

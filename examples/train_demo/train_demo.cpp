@@ -22,14 +22,14 @@
 #include <string>
 #include <vector>
 
-#include "examples/shapes_voices/model.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/rng.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/common/weights.h"
+#include "models/shapes_voices/model.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/rng.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

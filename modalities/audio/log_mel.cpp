@@ -160,7 +160,7 @@ float LogMelStream::sample(int64_t i) const {
 }
 
 void LogMelStream::push(const float* samples, int64_t n) {
-  if (finished_) throw RunError("LogMelStream: push() after finish()");
+  if (finished_) throw Error("LogMelStream: push() after finish()");
   if (n <= 0) return;
   buf_.insert(buf_.end(), samples, samples + n);
   total_ += n;

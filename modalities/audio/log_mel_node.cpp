@@ -89,14 +89,12 @@ Flow LogMelNode::process(Context& ctx) {
   if (in.empty()) return Flow::kContinue;
   const auto& chunk = in.get<AudioChunk>();
   if (chunk.sample_rate != kWhisperSampleRate) {
-    throw InputError("LogMel '" + ctx.node_name() + "': audio at " + ctx.timestamp().to_string() +
-                     " is " + std::to_string(chunk.sample_rate) +
+    throw InputError("audio at " + std::to_string(chunk.sample_rate) +
                      " Hz; the Whisper front end needs 16000 Hz (resample upstream: MediaSource "
                      "emits 16 kHz mono by default)");
   }
   if (chunk.channels < 1) {
-    throw InputError("LogMel '" + ctx.node_name() + "': audio chunk with " +
-                     std::to_string(chunk.channels) + " channels");
+    throw InputError("audio chunk with " + std::to_string(chunk.channels) + " channels");
   }
   if (!started_) {
     origin_us_ = chunk.start_us;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "core/type_name.h"
@@ -23,3 +24,13 @@ struct AudioChunk {
 }  // namespace omni
 
 OMNI_TYPE_NAME(omni::AudioChunk, "AudioChunk");
+
+template <>
+struct omni::PayloadJson<omni::AudioChunk> {
+  static void encode(const omni::AudioChunk& a, nlohmann::json& j) {
+    j["frames"] = a.frames();
+    j["sample_rate"] = a.sample_rate;
+    j["channels"] = a.channels;
+    j["start_us"] = a.start_us;
+  }
+};

@@ -45,8 +45,8 @@ DeviceStager::DeviceStager(at::Device device, int slots) : device_(device) {
       impl_ = std::make_unique<Impl>(slots);
       impl_->side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index());
     } catch (const c10::Error& e) {
-      throw RunError("DeviceStager: cannot use device " + device_.str() +
-                     " (no usable CUDA device?): " + e.what_without_backtrace());
+      throw ConfigError("DeviceStager: cannot use device " + device_.str() +
+                        " (no usable CUDA device?): " + e.what_without_backtrace());
     }
   }
 #endif

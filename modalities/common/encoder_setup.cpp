@@ -1,5 +1,6 @@
 #include "modalities/common/encoder_setup.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 #include <torch/nn/module.h>
 #include <torch/utils.h>
@@ -22,9 +23,28 @@ DeviceSpec parse_device(const std::string& device, const std::string& dtype,
 }
 
 void with_seed(int64_t seed, const std::function<void()>& construct) {
-  static std::mutex mu;
+  // torch::nn modules initialise their parameters from the default CPU generator and take no
+  // generator argument. So the construction gets a generator of its own by borrowing the default
+  // one: its state is saved, it is seeded (as torch::manual_seed would), and the saved state is put
+  // back afterwards, even if `construct` throws. The weights are those of manual_seed(seed) +
+  // construct, and the caller's random sequence (torch::randn, ...) continues as if nothing ran.
+  static std::mutex mu;  // one seeded construction at a time
   std::lock_guard<std::mutex> lock(mu);
-  torch::manual_seed(static_cast<uint64_t>(seed));
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  at::Tensor saved;
+  {
+    std::lock_guard<std::mutex> g(gen.mutex());
+    saved = gen.get_state();
+    gen.set_current_seed(static_cast<uint64_t>(seed));
+  }
+  struct Restore {
+    at::Generator& gen;
+    const at::Tensor& state;
+    ~Restore() {
+      std::lock_guard<std::mutex> g(gen.mutex());
+      gen.set_state(state);
+    }
+  } restore{gen, saved};
   construct();
 }
 

@@ -25,8 +25,10 @@ struct DeviceSpec {
 DeviceSpec parse_device(const std::string& device, const std::string& dtype,
                         const std::string& where);
 
-// Runs `construct` with the global libtorch RNG seeded to `seed` (serialised, so two nodes opening
-// at once still get reproducible weights).
+// Runs `construct` (a module's random init) with random numbers from a generator seeded to `seed`:
+// the same weights as torch::manual_seed(seed) then construct, but the process-wide generator's
+// state is restored afterwards, so running a graph leaves the caller's torch::randn sequence alone.
+// Serialised, so two nodes opening at once still get reproducible weights.
 void with_seed(int64_t seed, const std::function<void()>& construct);
 
 // Loads `weights` (a safetensors path; empty = keep the random init) into the module under

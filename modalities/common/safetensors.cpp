@@ -102,6 +102,7 @@ class MappedFile final : public SafeTensorsFile {
         ptr, e.shape, [holder](void*) { delete holder; }, opts);
   }
   std::vector<int64_t> shape(const std::string& name) const override { return entry(name).shape; }
+  at::ScalarType dtype(const std::string& name) const override { return entry(name).dtype->type; }
   const std::map<std::string, std::string>& metadata() const override { return metadata_; }
 
  private:

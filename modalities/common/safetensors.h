@@ -27,6 +27,8 @@ class SafeTensorsFile {
   virtual bool contains(const std::string& name) const = 0;
   virtual at::Tensor get(const std::string& name) const = 0;  // throws InputError if absent
   virtual std::vector<int64_t> shape(const std::string& name) const = 0;
+  // The stored dtype, without reading (or copying) the tensor's bytes.
+  virtual at::ScalarType dtype(const std::string& name) const = 0;
   virtual const std::map<std::string, std::string>& metadata() const = 0;
   TensorMap all() const;
 };

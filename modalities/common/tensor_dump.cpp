@@ -36,7 +36,7 @@ std::string TensorDump::entry_name(const std::string& port, int64_t timestamp_us
 
 void TensorDump::open(Context& ctx) {
   path_ = ctx.params().get_string("path");
-  if (path_.empty()) throw ConfigError(ctx.node_name() + ": TensorDump needs a 'path'");
+  if (path_.empty()) throw ConfigError("TensorDump needs a 'path'");
   max_bytes_ = ctx.params().get_int("max_mb") * (int64_t{1} << 20);
   ports_.clear();
   for (const char* p : kPorts) ports_.push_back(p);
@@ -63,9 +63,8 @@ Flow TensorDump::process(Context& ctx) {
               {"grid", {c.grid_t, c.grid_h, c.grid_w}},
               {"stream", c.stream}};
     } else {
-      throw TypeError(ctx.node_name() + ": TensorDump got a " + p.type().name + " on port '" +
-                      ports_[i] + "' at " + p.timestamp().to_string() +
-                      "; expected Tensor or TokenChunk");
+      throw TypeError("TensorDump got a " + p.type().name + " on port '" + ports_[i] + "' at " +
+                      p.timestamp().to_string() + "; expected Tensor or TokenChunk");
     }
     if (!t.defined()) {
       ctx.warn("packet without a tensor skipped (" + name + ")");
@@ -76,8 +75,8 @@ Flow TensorDump::process(Context& ctx) {
     t = t.detach().to(at::kCPU).contiguous();
     bytes_ += static_cast<int64_t>(t.nbytes());
     if (bytes_ > max_bytes_)
-      throw RunError(ctx.node_name() + ": TensorDump would hold more than max_mb (" +
-                     std::to_string(max_bytes_ >> 20) + " MiB) at " + name);
+      throw InputError("TensorDump would hold more than max_mb (" +
+                       std::to_string(max_bytes_ >> 20) + " MiB) at " + name);
     tensors_[name] = t;
     metadata_[name] = meta.dump();
     ctx.count("tensors");
@@ -85,11 +84,11 @@ Flow TensorDump::process(Context& ctx) {
   return Flow::kContinue;
 }
 
-void TensorDump::close(Context& ctx) {
+void TensorDump::close(Context&) {
   try {
     save_safetensors(path_, tensors_, metadata_);
   } catch (const std::exception& e) {
-    throw InputError(ctx.node_name() + ": writing '" + path_ + "': " + e.what());
+    throw InputError("TensorDump: writing '" + path_ + "': " + e.what());
   }
   tensors_.clear();
   metadata_.clear();

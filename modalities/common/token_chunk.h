@@ -36,4 +36,6 @@ struct TokenChunk {
 }  // namespace omni
 
 OMNI_TYPE_NAME(omni::TokenChunk, "TokenChunk");
+OMNI_PAYLOAD_JSON(omni::TokenChunk);  // modality, tokens, dim, ids (up to 4096), times, grid
 OMNI_TYPE_NAME(at::Tensor, "Tensor");
+OMNI_PAYLOAD_JSON(at::Tensor);  // shape, dtype, device

@@ -47,21 +47,13 @@ Contract ImagePreprocess::contract() {
 }
 
 void ImagePreprocess::open(Context& ctx) {
-  try {
-    options_ = preprocess_options_from(ctx.params(), "size");
-  } catch (const Error& e) {
-    throw ConfigError(ctx.node_name() + ": " + e.what());
-  }
+  options_ = preprocess_options_from(ctx.params(), "size");
 }
 
 Flow ImagePreprocess::process(Context& ctx) {
   const Packet& p = ctx.input(0);
   if (p.empty()) return Flow::kContinue;
-  try {
-    ctx.emit<at::Tensor>("out", preprocess_frame(p.get<Frame>(), options_), p.timestamp());
-  } catch (const InputError& e) {
-    throw InputError(ctx.node_name() + " at " + p.timestamp().to_string() + ": " + e.what());
-  }
+  ctx.emit<at::Tensor>("out", preprocess_frame(p.get<Frame>(), options_), p.timestamp());
   return Flow::kContinue;
 }
 #endif
@@ -150,19 +142,11 @@ Flow ImageEncoder::process(Context& ctx) {
 #if OMNI_WITH_MEDIA
   else if (const Packet& fr = ctx.input(1); !fr.empty()) {
     ts = fr.timestamp();
-    try {
-      x = preprocess_frame(fr.get<Frame>(), pre_);
-    } catch (const InputError& e) {
-      throw InputError(ctx.node_name() + " at " + ts.to_string() + ": " + e.what());
-    }
+    x = preprocess_frame(fr.get<Frame>(), pre_);
   }
 #endif
   if (!x.defined()) return Flow::kContinue;
-  try {
-    vit_->grid(x.size(1), x.size(2));
-  } catch (const InputError& e) {
-    throw InputError(ctx.node_name() + " at " + ts.to_string() + ": " + e.what());
-  }
+  vit_->grid(x.size(1), x.size(2));  // InputError for a size that does not tile
   // A batch holds images of one size; a new size flushes what is pending.
   if (!pending_.empty() && pending_.front().image.sizes() != x.sizes()) flush(ctx);
   pending_.push_back({x, ts});

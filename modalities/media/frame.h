@@ -4,6 +4,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 
 #include "core/type_name.h"
 
@@ -20,3 +21,13 @@ struct Frame {
 }  // namespace omni
 
 OMNI_TYPE_NAME(omni::Frame, "Frame");
+
+template <>
+struct omni::PayloadJson<omni::Frame> {
+  static void encode(const omni::Frame& f, nlohmann::json& j) {
+    j["width"] = f.rgb.cols;
+    j["height"] = f.rgb.rows;
+    j["pts_us"] = f.pts_us;
+    j["index"] = f.index;
+  }
+};

@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/json_codec.h"
 #include "modalities/media/image_reader.h"
 #include "modalities/media/sources.h"
 
@@ -46,10 +45,10 @@ void MediaSource::open(Context& ctx) {
   MediaReaderOptions o;
   o.path = p.get_string("path");
   if (o.path.empty()) {
-    throw ConfigError("MediaSource '" + ctx.node_name() +
-                      "': param 'path' is empty (expected a "
-                      "media file; set it with --set " +
-                      ctx.node_name() + ".path=FILE)");
+    throw ConfigError(
+        "param 'path' is empty (expected a "
+        "media file; set it with --set " +
+        ctx.node_name() + ".path=FILE)");
   }
   o.video = p.get_bool("video");
   o.audio = p.get_bool("audio");
@@ -142,17 +141,15 @@ void ImageSource::open(Context& ctx) {
   if (!p.get_string("path").empty()) entries.push_back(p.get_string("path"));
   for (const std::string& e : p.get_list("paths")) entries.push_back(e);
   if (entries.empty()) {
-    throw ConfigError("ImageSource '" + ctx.node_name() +
-                      "': set `path` (file or folder) or `paths` (list)");
+    throw ConfigError("set `path` (file or folder) or `paths` (list)");
   }
   const std::string& on_error = p.get_string("on_error");
   if (on_error != "skip" && on_error != "fail") {
-    throw ConfigError("ImageSource '" + ctx.node_name() +
-                      "': on_error must be skip or fail, got '" + on_error + "'");
+    throw ConfigError("on_error must be skip or fail, got '" + on_error + "'");
   }
   skip_errors_ = on_error == "skip";
   double spacing = p.get_double("spacing");
-  if (spacing < 0) throw ConfigError("ImageSource '" + ctx.node_name() + "': spacing must be >= 0");
+  if (spacing < 0) throw ConfigError("spacing must be >= 0");
   spacing_us_ = spacing > 0 ? std::max<int64_t>(1, std::llround(spacing * 1e6)) : 1;
   files_ = list_images(entries, p.get_string("pattern"));
   port_ = ctx.output_port("video");
@@ -185,18 +182,6 @@ Flow ImageSource::process(Context& ctx) {
 void register_media_nodes(Registry& registry) {
   registry.add<MediaSource>("MediaSource");
   registry.add<ImageSource>("ImageSource");
-  register_to_json<Frame>([](const Frame& f, nlohmann::json& j) {
-    j["width"] = f.rgb.cols;
-    j["height"] = f.rgb.rows;
-    j["pts_us"] = f.pts_us;
-    j["index"] = f.index;
-  });
-  register_to_json<AudioChunk>([](const AudioChunk& a, nlohmann::json& j) {
-    j["frames"] = a.frames();
-    j["sample_rate"] = a.sample_rate;
-    j["channels"] = a.channels;
-    j["start_us"] = a.start_us;
-  });
 }
 
 }  // namespace omni

@@ -36,7 +36,9 @@ Contract TextEncoder::contract() {
       .optional_input<std::string>("text", "UTF-8 text; special tokens in it are recognised")
       .optional_input<std::vector<int64_t>>("ids", "already tokenized ids")
       .output<TokenChunk>("tokens", "modality text; ids [N] int64, or embeddings [N, d]")
-      .param("tokenizer", "byte", "'byte' (built-in byte tokenizer) or a tokenizer.json path")
+      .param("tokenizer", "byte",
+             "'byte' (built-in byte tokenizer), a tokenizer.json path or a Hugging Face checkpoint "
+             "directory")
       .param("weights", "", "safetensors file with the embedding table; empty: emit ids only")
       .param("tensor", "embed_tokens.weight", "name of the [vocab, d] table in `weights`")
       .param("device", "cpu", "device of the embeddings: cpu, cuda, cuda:N")
@@ -81,8 +83,8 @@ void TextEncoder::open(Context& ctx) {
   try {
     table_ = t.to(device, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   } catch (const c10::Error& e) {
-    throw RunError(where + "moving the embedding table to " + device_ +
-                   " failed: " + e.what_without_backtrace());
+    throw ConfigError(where + "moving the embedding table to " + device_ +
+                      " failed: " + e.what_without_backtrace());
   }
 }
 
@@ -97,8 +99,7 @@ Flow TextEncoder::process(Context& ctx) {
     const int64_t limit = table_.defined() ? table_.size(0) : tokenizer_->vocab_size();
     for (int64_t id : ids) {
       if (id < 0 || id >= limit) {
-        throw InputError("TextEncoder '" + ctx.node_name() + "': id " + std::to_string(id) +
-                         " at " + ctx.timestamp().to_string() + " is outside 0.." +
+        throw InputError("id " + std::to_string(id) + " is outside 0.." +
                          std::to_string(limit - 1));
       }
     }

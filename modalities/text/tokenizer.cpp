@@ -7,14 +7,18 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
+#include "modalities/text/hf_tokenizer.h"
+#include "modalities/text/json_brief.h"
 #include "modalities/text/unicode.h"
 
 namespace omni {
@@ -152,12 +156,69 @@ void split_pieces(std::string_view s, const Regex& re, SplitBehavior behavior, b
   for (auto [a, b] : res) out.emplace_back(s.substr(a, b - a));
 }
 
-std::string read_file(const std::string& path) {
+// Ids are stored densely up to a bound proportional to the number of tokens the file defines, and
+// in a hash map beyond it, so a file that claims id 2^31 for one token costs one entry, not 2^31.
+class IdTable {
+ public:
+  void reserve_dense(size_t tokens) { dense_limit_ = static_cast<int64_t>(tokens) + 1024; }
+  const std::string* find(int64_t id) const {
+    if (id < 0) return nullptr;
+    if (id < static_cast<int64_t>(dense_.size())) return dense_[id].empty() ? nullptr : &dense_[id];
+    const auto it = sparse_.find(id);
+    return it == sparse_.end() ? nullptr : &it->second;
+  }
+  void set(int64_t id, const std::string& token) {
+    if (id < dense_limit_) {
+      if (id >= static_cast<int64_t>(dense_.size())) dense_.resize(id + 1);
+      dense_[id] = token;
+    } else {
+      sparse_[id] = token;
+    }
+    max_id_ = std::max(max_id_, id);
+  }
+  // One past the largest id.
+  int64_t size() const { return max_id_ + 1; }
+
+ private:
+  int64_t dense_limit_ = 1024;
+  int64_t max_id_ = -1;
+  std::vector<std::string> dense_;
+  std::unordered_map<int64_t, std::string> sparse_;
+};
+
+// Limits on what a tokenizer file may make us allocate or recurse into.
+constexpr std::uintmax_t kMaxTokenizerFileBytes = std::uintmax_t{256} << 20;
+constexpr int kMaxNesting = 16;  // Sequence normalizers / pre-tokenizers inside each other
+constexpr int64_t kMaxId = (int64_t{1} << 31) - 1;
+
+}  // namespace
+
+std::string text::read_limited_file(const std::string& path, std::uintmax_t max_bytes,
+                                    const std::string& what) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) throw InputError(what + " '" + path + "' does not exist");
+  if (!std::filesystem::is_regular_file(st))
+    throw InputError(what + " '" + path + "' is not a regular file");
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) throw InputError(what + " '" + path + "' cannot be read: " + ec.message());
+  if (size > max_bytes) {
+    throw InputError(what + " '" + path + "' is " + std::to_string(size) +
+                     " bytes, more than the limit of " + std::to_string(max_bytes));
+  }
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError("tokenizer file '" + path + "' cannot be opened");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  if (!f) throw InputError(what + " '" + path + "' cannot be opened");
+  std::string out(size, '\0');
+  f.read(out.data(), static_cast<std::streamsize>(size));
+  if (static_cast<std::uintmax_t>(f.gcount()) != size)
+    throw InputError(what + " '" + path + "' could not be read completely");
+  return out;
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  return text::read_limited_file(path, kMaxTokenizerFileBytes, "tokenizer file");
 }
 
 }  // namespace
@@ -165,8 +226,8 @@ std::string read_file(const std::string& path) {
 struct Tokenizer::Impl {
   std::string origin;
   std::unordered_map<std::string, int64_t> vocab;  // includes added tokens
-  std::vector<std::string> id_to_token;            // "" for holes
-  std::vector<char> special;                       // by id
+  IdTable id_to_token;
+  std::unordered_set<int64_t> special;  // ids of special added tokens
   struct MergeInfo {
     int32_t rank;
     int64_t new_id;
@@ -182,6 +243,7 @@ struct Tokenizer::Impl {
   std::array<std::vector<int>, 256> added_by_first;
   bool any_normalized_added = false;
   bool encode_special_tokens = false;
+  bool replace_invalid_utf8 = false;
 
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;
@@ -196,9 +258,10 @@ struct Tokenizer::Impl {
   }
 
   void load(const json& j);
-  void load_normalizer(const json& n);
-  void load_pre_tokenizer(const json& p);
+  void load_normalizer(const json& n, int depth = 0);
+  void load_pre_tokenizer(const json& p, int depth = 0);
   void load_model(const json& m);
+  void add_token(AddedToken a);
 
   // Splits text on added tokens (Hugging Face AddedVocabulary: leftmost-longest match, then
   // lstrip/rstrip/single_word). `normalized` selects which added tokens take part.
@@ -217,6 +280,13 @@ struct Tokenizer::Impl {
 void Tokenizer::Impl::load(const json& j) {
   if (!j.is_object()) fail("top level is not a JSON object");
   if (!j.contains("model") || !j["model"].is_object()) fail("missing \"model\" object");
+  {
+    size_t n = 0;
+    if (j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+      n += j["model"]["vocab"].size();
+    if (j.contains("added_tokens") && j["added_tokens"].is_array()) n += j["added_tokens"].size();
+    id_to_token.reserve_dense(n);
+  }
   load_model(j["model"]);
   if (j.contains("normalizer") && !j["normalizer"].is_null()) load_normalizer(j["normalizer"]);
   if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null())
@@ -237,39 +307,57 @@ void Tokenizer::Impl::load(const json& j) {
     for (const auto& t : j["added_tokens"]) {
       if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
           !t.contains("content") || !t["content"].is_string())
-        fail("added token without integer \"id\" and string \"content\": " + t.dump());
-      AddedToken a{t["content"].get<std::string>(),
-                   t["id"].get<int64_t>(),
-                   t.value("special", false),
-                   t.value("lstrip", false),
-                   t.value("rstrip", false),
-                   t.value("single_word", false),
-                   t.value("normalized", !t.value("special", false))};
-      if (a.id < 0 || a.id > (int64_t{1} << 31)) fail("added token id out of range: " + t.dump());
-      if (a.content.empty()) fail("added token with empty content: " + t.dump());
-      if (text::find_invalid_utf8(a.content) != std::string::npos)
-        fail("added token content is not valid UTF-8: id " + std::to_string(a.id));
-      if (a.id >= static_cast<int64_t>(id_to_token.size())) {
-        id_to_token.resize(a.id + 1);
-        special.resize(a.id + 1, 0);
-      }
-      const auto it = vocab.find(a.content);
-      if (it != vocab.end() && it->second != a.id) {
-        fail("added token '" + a.content + "' has id " + std::to_string(a.id) +
-             " but the vocabulary gives it " + std::to_string(it->second));
-      }
-      vocab[a.content] = a.id;
-      id_to_token[a.id] = a.content;
-      special[a.id] = a.special;
-      any_normalized_added |= a.normalized;
-      added_by_first[static_cast<unsigned char>(a.content[0])].push_back(
-          static_cast<int>(added.size()));
-      added.push_back(std::move(a));
+        fail("added token without integer \"id\" and string \"content\": " + text::json_brief(t));
+      add_token(AddedToken{t["content"].get<std::string>(), t["id"].get<int64_t>(),
+                           t.value("special", false), t.value("lstrip", false),
+                           t.value("rstrip", false), t.value("single_word", false),
+                           t.value("normalized", !t.value("special", false))});
     }
   }
 }
 
-void Tokenizer::Impl::load_normalizer(const json& n) {
+void Tokenizer::Impl::add_token(AddedToken a) {
+  const std::string desc = "added token '" + a.content + "' (id " + std::to_string(a.id) + ")";
+  if (a.id < 0 || a.id > kMaxId) fail(desc + ": id out of range 0.." + std::to_string(kMaxId));
+  if (a.content.empty()) fail("added token with empty content (id " + std::to_string(a.id) + ")");
+  if (text::find_invalid_utf8(a.content) != std::string::npos)
+    fail("added token content is not valid UTF-8: id " + std::to_string(a.id));
+  const auto it = vocab.find(a.content);
+  if (it != vocab.end() && it->second != a.id) {
+    fail("added token '" + a.content + "' has id " + std::to_string(a.id) +
+         " but the vocabulary gives it " + std::to_string(it->second));
+  }
+  if (const std::string* other = id_to_token.find(a.id); other && *other != a.content)
+    fail(desc + ": the id is already used by '" + *other + "'");
+  vocab[a.content] = a.id;
+  id_to_token.set(a.id, a.content);
+  if (a.special) {
+    special.insert(a.id);
+  } else {
+    special.erase(a.id);
+  }
+  // A token given again (tokenizer_config.json after tokenizer.json) replaces the earlier flags.
+  for (size_t k = 0; k < added.size(); ++k) {
+    if (added[k].content != a.content) continue;
+    added[k] = std::move(a);
+    any_normalized_added = false;
+    for (const AddedToken& t : added) any_normalized_added |= t.normalized;
+    std::lock_guard<std::mutex> lock(cache_mu);
+    cache.clear();
+    return;
+  }
+  any_normalized_added |= a.normalized;
+  added_by_first[static_cast<unsigned char>(a.content[0])].push_back(
+      static_cast<int>(added.size()));
+  added.push_back(std::move(a));
+  std::lock_guard<std::mutex> lock(cache_mu);
+  cache.clear();
+}
+
+void Tokenizer::Impl::load_normalizer(const json& n, int depth) {
+  if (!n.is_object()) fail("normalizer is not a JSON object: " + text::json_brief(n));
+  if (depth > kMaxNesting)
+    fail("normalizers nested more than " + std::to_string(kMaxNesting) + " deep");
   const std::string t = n.value("type", "");
   if (t == "NFC") {
     normalizers.push_back(NormalForm::kNFC);
@@ -282,18 +370,21 @@ void Tokenizer::Impl::load_normalizer(const json& n) {
   } else if (t == "Sequence") {
     if (!n.contains("normalizers") || !n["normalizers"].is_array())
       fail("Sequence normalizer without a \"normalizers\" array");
-    for (const auto& s : n["normalizers"]) load_normalizer(s);
+    for (const auto& s : n["normalizers"]) load_normalizer(s, depth + 1);
   } else {
     fail("normalizer type '" + t + "' is not supported (NFC, NFD, NFKC, NFKD, Sequence)");
   }
 }
 
-void Tokenizer::Impl::load_pre_tokenizer(const json& p) {
+void Tokenizer::Impl::load_pre_tokenizer(const json& p, int depth) {
+  if (!p.is_object()) fail("pre_tokenizer is not a JSON object: " + text::json_brief(p));
+  if (depth > kMaxNesting)
+    fail("pre_tokenizers nested more than " + std::to_string(kMaxNesting) + " deep");
   const std::string t = p.value("type", "");
   if (t == "Sequence") {
     if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array())
       fail("Sequence pre_tokenizer without a \"pretokenizers\" array");
-    for (const auto& s : p["pretokenizers"]) load_pre_tokenizer(s);
+    for (const auto& s : p["pretokenizers"]) load_pre_tokenizer(s, depth + 1);
   } else if (t == "ByteLevel") {
     PreTokStep s;
     s.kind = PreTokStep::kByteLevel;
@@ -311,7 +402,7 @@ void Tokenizer::Impl::load_pre_tokenizer(const json& p) {
       // A literal: quote it for PCRE2.
       s.regex = std::make_shared<Regex>("\\Q" + pat["String"].get<std::string>() + "\\E", origin);
     } else {
-      fail("Split pattern must be {\"Regex\": ...} or {\"String\": ...}: " + pat.dump());
+      fail("Split pattern must be {\"Regex\": ...} or {\"String\": ...}: " + text::json_brief(pat));
     }
     const std::string b = p.value("behavior", "Isolated");
     if (b == "Removed") {
@@ -347,18 +438,16 @@ void Tokenizer::Impl::load_model(const json& m) {
     fail("BPE dropout is not supported (encoding must be deterministic)");
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail("model has no \"vocab\" object");
   for (const auto& [tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (int64_t{1} << 31))
-      fail("vocab entry '" + tok + "' has a bad id " + id.dump());
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxId)
+      fail("vocab entry '" + tok + "' has a bad id " + text::json_brief(id));
+    if (tok.empty()) fail("vocab has an empty token (id " + text::json_brief(id) + ")");
     const int64_t i = id.get<int64_t>();
-    if (i >= static_cast<int64_t>(id_to_token.size())) id_to_token.resize(i + 1);
-    if (!id_to_token[i].empty()) {
-      fail("vocab id " + std::to_string(i) + " is used by both '" + id_to_token[i] + "' and '" +
-           tok + "'");
+    if (const std::string* other = id_to_token.find(i)) {
+      fail("vocab id " + std::to_string(i) + " is used by both '" + *other + "' and '" + tok + "'");
     }
-    id_to_token[i] = tok;
+    id_to_token.set(i, tok);
     vocab.emplace(tok, i);
   }
-  special.assign(id_to_token.size(), 0);
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
     const auto it = vocab.find(m["unk_token"].get<std::string>());
     if (it == vocab.end())
@@ -384,7 +473,7 @@ void Tokenizer::Impl::load_model(const json& m) {
       b = e[1].get<std::string>();
     } else {
       fail("merge #" + std::to_string(rank) +
-           " is neither \"a b\" nor [\"a\", \"b\"]: " + e.dump());
+           " is neither \"a b\" nor [\"a\", \"b\"]: " + text::json_brief(e));
     }
     const auto ia = vocab.find(a), ib = vocab.find(b), iab = vocab.find(a + b);
     if (ia == vocab.end() || ib == vocab.end() || iab == vocab.end()) {
@@ -581,6 +670,13 @@ std::shared_ptr<Tokenizer> Tokenizer::from_json(std::string_view text, const std
   } catch (const json::exception& e) {
     impl->fail(std::string("not valid JSON: ") + e.what());
   }
+  return from_parsed_json(j, origin);
+}
+
+std::shared_ptr<Tokenizer> Tokenizer::from_parsed_json(const nlohmann::json& j,
+                                                       const std::string& origin) {
+  auto impl = std::make_unique<Impl>();
+  impl->origin = origin;
   try {
     impl->load(j);
   } catch (const json::exception& e) {
@@ -603,12 +699,17 @@ std::vector<std::string> Tokenizer::pre_tokenize(std::string_view s) const {
   return out;
 }
 
-std::vector<int64_t> Tokenizer::encode(std::string_view s) const {
-  const size_t bad = text::find_invalid_utf8(s);
+std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
+  const size_t bad = text::find_invalid_utf8(text);
+  std::string replaced;
   if (bad != std::string_view::npos) {
-    throw InputError("Tokenizer(" + impl_->origin + ")::encode: input is not valid UTF-8 at byte " +
-                     std::to_string(bad));
+    if (!impl_->replace_invalid_utf8) {
+      throw InputError("Tokenizer(" + impl_->origin +
+                       ")::encode: input is not valid UTF-8 at byte " + std::to_string(bad));
+    }
+    replaced = text::utf8_lossy(text);
   }
+  const std::string_view s = bad != std::string_view::npos ? std::string_view(replaced) : text;
   std::vector<int64_t> ids;
   ids.reserve(s.size() / 3 + 4);
   std::vector<std::pair<std::string, int64_t>> segs, segs2;
@@ -641,12 +742,14 @@ std::vector<int64_t> Tokenizer::encode(std::string_view s) const {
 std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
   std::string bytes;
   for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size() || impl_->id_to_token[id].empty()) {
+    const std::string* found = impl_->id_to_token.find(id);
+    if (!found) {
       throw InputError("Tokenizer(" + impl_->origin + ")::decode: id " + std::to_string(id) +
-                       " is not in the vocabulary (size " + std::to_string(vocab_size()) + ")");
+                       " is not in the vocabulary (ids 0.." + std::to_string(vocab_size() - 1) +
+                       ")");
     }
-    if (skip_special_tokens && impl_->special[id]) continue;
-    const std::string& tok = impl_->id_to_token[id];
+    if (skip_special_tokens && impl_->special.count(id)) continue;
+    const std::string& tok = *found;
     // Byte-level decoding per token; a token with characters outside the byte table (an added
     // token such as "<think>" is fine, "한" is not) is copied as UTF-8, as Hugging Face does.
     std::string b;
@@ -673,13 +776,33 @@ std::optional<int64_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 std::string Tokenizer::id_to_token(int64_t id) const {
-  if (id < 0 || id >= vocab_size() || impl_->id_to_token[id].empty())
+  const std::string* found = impl_->id_to_token.find(id);
+  if (!found)
     throw InputError("Tokenizer(" + impl_->origin + "): id " + std::to_string(id) +
                      " is not in the vocabulary");
-  return impl_->id_to_token[id];
+  return *found;
 }
 
-int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->id_to_token.size()); }
+bool Tokenizer::has_id(int64_t id) const { return impl_->id_to_token.find(id) != nullptr; }
+
+int64_t Tokenizer::vocab_size() const { return impl_->id_to_token.size(); }
+
+void Tokenizer::add_token(const AddedTokenSpec& t) {
+  impl_->add_token(
+      AddedToken{t.content, t.id, t.special, t.lstrip, t.rstrip, t.single_word, t.normalized});
+}
+
+std::vector<Tokenizer::AddedTokenSpec> Tokenizer::added_tokens() const {
+  std::vector<AddedTokenSpec> out;
+  for (const AddedToken& a : impl_->added)
+    out.push_back({a.content, a.id, a.special, a.lstrip, a.rstrip, a.single_word, a.normalized});
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
+  return out;
+}
+
+void Tokenizer::set_replace_invalid_utf8(bool on) { impl_->replace_invalid_utf8 = on; }
+
+const std::string& Tokenizer::origin() const { return impl_->origin; }
 
 void Tokenizer::set_encode_special_tokens(bool on) {
   impl_->encode_special_tokens = on;
@@ -687,12 +810,12 @@ void Tokenizer::set_encode_special_tokens(bool on) {
   impl_->cache.clear();
 }
 
-bool Tokenizer::is_special(int64_t id) const {
-  return id >= 0 && id < vocab_size() && impl_->special[id];
-}
+bool Tokenizer::is_special(int64_t id) const { return impl_->special.count(id) > 0; }
 
 std::shared_ptr<TextTokenizer> load_tokenizer(const std::string& spec) {
   if (spec == "byte") return std::make_shared<ByteTokenizer>();
+  std::error_code ec;
+  if (std::filesystem::is_directory(spec, ec)) return HfTokenizer::from_directory(spec);
   return Tokenizer::from_file(spec);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,7 +23,7 @@ class TextTokenizer {
   virtual std::optional<int64_t> token_to_id(std::string_view token) const = 0;
   // The token's string as stored in the vocabulary (byte-level form for BPE tokens).
   virtual std::string id_to_token(int64_t id) const = 0;
-  // One past the largest id (ids are 0..vocab_size-1).
+  // One past the largest id (ids are 0..vocab_size-1; a Hugging Face vocabulary may have holes).
   virtual int64_t vocab_size() const = 0;
 };
 
@@ -33,6 +34,9 @@ class TextTokenizer {
 // alone or in a Sequence, decoder ByteLevel. The post-processor is not applied (ByteLevel is a
 // no-op for ids; templates that add BOS/EOS are rejected so no one gets silently different ids).
 // encode() is thread-safe (the word cache is locked).
+// Limits: the file is at most 256 MiB (checked before reading), ids at most 2^31-1 and stored so
+// that memory follows the number of tokens listed, not the largest id claimed (ids may have
+// holes), Sequence normalizers / pre-tokenizers nest at most 16 deep.
 class Tokenizer : public TextTokenizer {
  public:
   // Throws InputError naming the file and the problem for unreadable, malformed or unsupported
@@ -40,6 +44,9 @@ class Tokenizer : public TextTokenizer {
   static std::shared_ptr<Tokenizer> from_file(const std::string& path);
   static std::shared_ptr<Tokenizer> from_json(std::string_view json,
                                               const std::string& origin = "<tokenizer json>");
+  // The same from an already parsed document (HfTokenizer rewrites parts of tokenizer.json).
+  static std::shared_ptr<Tokenizer> from_parsed_json(const nlohmann::json& json,
+                                                     const std::string& origin);
   ~Tokenizer() override;
 
   std::vector<int64_t> encode(std::string_view text) const override;
@@ -52,7 +59,28 @@ class Tokenizer : public TextTokenizer {
   // Like Hugging Face's encode_special_tokens: when true, special added tokens in the text are not
   // recognised and are tokenized as ordinary text. Default false.
   void set_encode_special_tokens(bool on);
+  // What encode() does with text that is not valid UTF-8: false (default) throws InputError; true
+  // replaces each maximal invalid subsequence with U+FFFD first, as Python's
+  // bytes.decode("utf-8", errors="replace") and Rust's from_utf8_lossy do.
+  void set_replace_invalid_utf8(bool on);
   bool is_special(int64_t id) const;
+  // Whether `id` names a token (ids may have holes).
+  bool has_id(int64_t id) const;
+
+  // An added token as tokenizer.json / tokenizer_config.json describe it.
+  struct AddedTokenSpec {
+    std::string content;
+    int64_t id = 0;
+    bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = false;
+  };
+  // Adds an added token, or replaces the flags of the added token with the same content and id.
+  // Throws InputError if the content has another id or the id holds another token.
+  // Not thread-safe: call before sharing the tokenizer.
+  void add_token(const AddedTokenSpec& token);
+  // The added tokens, by id.
+  std::vector<AddedTokenSpec> added_tokens() const;
+  // Where the tokenizer was loaded from (file path or the origin given to from_json).
+  const std::string& origin() const;
   // Pieces after normalisation and pre-tokenization (byte-level form), for tests and debugging.
   std::vector<std::string> pre_tokenize(std::string_view text) const;
 
@@ -89,7 +117,8 @@ class ByteTokenizer : public TextTokenizer {
   int64_t vocab_size() const override { return 256 + kNumSpecial; }
 };
 
-// "byte" -> ByteTokenizer; anything else is a path to a tokenizer.json.
+// "byte" -> ByteTokenizer; a directory -> HfTokenizer::from_directory (hf_tokenizer.h); anything
+// else is a path to a tokenizer.json.
 std::shared_ptr<TextTokenizer> load_tokenizer(const std::string& spec);
 
 }  // namespace omni

@@ -80,12 +80,35 @@ std::string utf8_lossy(std::string_view s) {
     if (len) {
       out.append(s.substr(i, len));
       i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-      // Skip the continuation bytes of the same broken sequence.
-      while (i < s.size() && (static_cast<uint8_t>(s[i]) & 0xC0) == 0x80) ++i;
+      continue;
     }
+    // The maximal subpart: the lead byte and the continuation bytes that still fit a well-formed
+    // sequence (Unicode Table 3-7: E0 needs A0..BF next, ED 80..9F, F0 90..BF, F4 80..8F).
+    const auto b0 = static_cast<uint8_t>(s[i]);
+    int need = 0;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+      need = 1;
+    } else if (b0 == 0xE0) {
+      need = 2, lo = 0xA0;
+    } else if (b0 == 0xED) {
+      need = 2, hi = 0x9F;
+    } else if (b0 >= 0xE1 && b0 <= 0xEF) {
+      need = 2;
+    } else if (b0 == 0xF0) {
+      need = 3, lo = 0x90;
+    } else if (b0 == 0xF4) {
+      need = 3, hi = 0x8F;
+    } else if (b0 >= 0xF1 && b0 <= 0xF3) {
+      need = 3;
+    }
+    size_t k = 1;
+    for (; k <= static_cast<size_t>(need) && i + k < s.size(); ++k) {
+      const auto b = static_cast<uint8_t>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) break;
+    }
+    out.append("\xEF\xBF\xBD");
+    i += k;
   }
   return out;
 }

@@ -116,19 +116,42 @@ TEST(Contract, PortsAndParams) {
 struct Custom {
   int v;
 };
+struct Encoded {
+  int v;
+};
 
-TEST(JsonCodec, BuiltinsRegisteredAndFallback) {
+}  // namespace
+}  // namespace omni
+
+// One encoder per type, declared beside it (here defined inline).
+template <>
+struct omni::PayloadJson<omni::Encoded> {
+  static void encode(const omni::Encoded& e, nlohmann::json& out) { out = {{"v", e.v}}; }
+};
+
+namespace omni {
+namespace {
+
+TEST(JsonCodec, BuiltinsTypeEncodersAndFallback) {
   nlohmann::json j;
   packet_to_json(make_packet<int64_t>(5, Timestamp(0)), j);
   EXPECT_EQ(j, 5);
   packet_to_json(make_packet<std::string>("hi", Timestamp(0)), j);
   EXPECT_EQ(j, "hi");
+  packet_to_json(make_packet<std::vector<int64_t>>({1, 2}, Timestamp(0)), j);
+  EXPECT_EQ(j, nlohmann::json({1, 2}));
+  packet_to_json(Packet(), j);
+  EXPECT_TRUE(j.is_null());
   packet_to_json(make_packet<Custom>(Custom{3}, Timestamp(0)), j);
   ASSERT_TRUE(j.is_object());
   EXPECT_NE(j["type"].get<std::string>().find("Custom"), std::string::npos);
-  register_to_json<Custom>([](const Custom& c, nlohmann::json& out) { out = {{"v", c.v}}; });
-  packet_to_json(make_packet<Custom>(Custom{3}, Timestamp(0)), j);
+  EXPECT_EQ(type_id<Custom>().to_json, nullptr);
+  // No registration step: the encoder comes with the type, whatever nodes are registered.
+  packet_to_json(make_packet<Encoded>(Encoded{3}, Timestamp(0)), j);
   EXPECT_EQ(j["v"], 3);
+  PacketSet set{{"a", "b"}, {make_packet<int64_t>(1, Timestamp(0)), Packet()}};
+  packet_to_json(make_packet<PacketSet>(set, Timestamp(0)), j);
+  EXPECT_EQ(j, nlohmann::json({{"a", 1}, {"b", nullptr}}));
 }
 
 }  // namespace

@@ -457,5 +457,105 @@ TEST(JsonlWriter, InvalidUtf8PayloadIsWrittenWithReplacementCharacters) {
   EXPECT_NE(line.find("ok\xEF\xBF\xBD"), std::string::npos) << line;  // U+FFFD
 }
 
+// Throws the exception chosen by `kind` at timestamp 3.
+class Thrower : public Node {
+ public:
+  static Contract contract() {
+    return Contract().input<int64_t>("in").param("kind", "input", "input | config | logic | run");
+  }
+  void open(Context& ctx) override { kind_ = ctx.params().get_string("kind"); }
+  Flow process(Context& ctx) override {
+    if (ctx.timestamp().us() != 3) return Flow::kContinue;
+    if (kind_ == "input") throw InputError("clip.mp4 is damaged");
+    if (kind_ == "config") throw ConfigError("size must be positive");
+    if (kind_ == "run") throw RunError("inner graph was cancelled", ErrorKind::kCancelled);
+    throw std::logic_error("index out of range");
+  }
+
+ private:
+  std::string kind_;
+};
+
+RunError run_failing(const std::string& kind) {
+  GraphBuilder b("kinds");
+  b.add<CountingSource>("src", {{"count", int64_t{10}}});
+  b.add<Thrower>("bad", {{"kind", kind}});
+  b.connect("src.out", "bad.in");
+  try {
+    b.build()->run(W(2));
+  } catch (const RunError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "run() should throw";
+  return RunError("");
+}
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t i = s.find(what); i != std::string::npos; i = s.find(what, i + 1)) ++n;
+  return n;
+}
+
+TEST(Runtime, ErrorsKeepTheirKindAndOneContextPrefix) {
+  Watchdog wd;
+  {
+    const RunError e = run_failing("input");
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+    EXPECT_FALSE(e.cancelled());
+    EXPECT_EQ(std::string(e.what()),
+              "node 'bad' (" + type_id<Thrower>().name +
+                  ") failed in process() at timestamp 0.000003s: clip.mp4 is damaged");
+    EXPECT_EQ(count_of(e.what(), "'bad'"), 1u);
+    ASSERT_TRUE(e.cause());
+    EXPECT_THROW(std::rethrow_exception(e.cause()), InputError);  // the node's own exception
+  }
+  {
+    const RunError e = run_failing("config");
+    EXPECT_EQ(e.kind(), ErrorKind::kConfig);
+    EXPECT_THROW(std::rethrow_exception(e.cause()), ConfigError);
+  }
+  {
+    const RunError e = run_failing("logic");  // a bug, not bad input
+    EXPECT_EQ(e.kind(), ErrorKind::kInternal);
+    EXPECT_STREQ(error_kind_name(e.kind()), "internal");
+    EXPECT_THROW(std::rethrow_exception(e.cause()), std::logic_error);
+  }
+  {
+    const RunError e = run_failing("run");  // a RunError from inside a node keeps its kind
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+}
+
+TEST(Runtime, CancellationAndDeadlockHaveTheirKinds) {
+  Watchdog wd;
+  const Registry reg = test::test_registry();
+  GraphBuilder b("cancel3");
+  b.add("src", "CountingSource", {{"count", -1}});
+  auto g = b.build(reg);
+  Graph* raw = g.get();
+  g->observe("src.out", [&](const Packet& p) {
+    if (p.get<int64_t>() == 10) raw->cancel();
+  });
+  try {
+    g->run(W(1));
+    FAIL();
+  } catch (const RunError& e) {
+    EXPECT_TRUE(e.cancelled());
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+    EXPECT_FALSE(e.cause());
+  }
+  GraphBuilder d("dead2");
+  d.add<Lopsided>("src");
+  d.add<Zip>("zip");
+  d.connect("src.x", "zip.in0", {2, Overflow::kBlock});
+  d.connect("src.y", "zip.in1", {2, Overflow::kBlock});
+  try {
+    d.build()->run(W(2, 100));
+    FAIL();
+  } catch (const RunError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kDeadlock);
+  }
+}
+
 }  // namespace
 }  // namespace omni::test

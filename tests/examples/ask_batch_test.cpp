@@ -1,4 +1,4 @@
-// ask_clip --batch (examples/ask_clip/batch.h): one graph run over a small manifest with a good
+// ask_clip --batch (models/shapes_voices/batch.h): one graph run over a small manifest with a good
 // clip, a missing file, a damaged file and bad lines gives exactly one record per pair, in order,
 // and the same answers as the single-clip ask graph. Also the C++ model against the Python
 // reference of bench/python/ask_batch.py (fixture made by bench/python/make_parity_fixture.py).
@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "examples/ask_clip/batch.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/heads.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/common/weights.h"
+#include "models/shapes_voices/batch.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

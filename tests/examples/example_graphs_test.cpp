@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "examples/all_nodes.h"
 #include "modalities/audio/audio_tokens.h"
 #include "modalities/common/token_chunk.h"
 #include "modalities/image/image_tokens.h"
+#include "nodes/all_nodes.h"
 
 namespace omni {
 namespace {

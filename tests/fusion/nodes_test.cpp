@@ -215,5 +215,34 @@ TEST(FusionNodes, ConfigErrorsNameTheNode) {
   }
 }
 
+// Random-init seeding uses a generator of its own: running a graph whose Generate node draws its
+// weights from `seed` leaves torch's global random sequence where it was, and the answer does not
+// depend on that global state.
+TEST(FusionNodes, SeededInitLeavesTorchRandnUntouched) {
+  Registry r;
+  register_fusion_nodes(r);
+  auto answer = [&] {
+    GraphBuilder b("seed_test");
+    b.add<ChunkSource>("prompt", {{"kind", "text"}, {"count", int64_t{1}}});  // no random draws
+    b.add("seq", "UnifiedSequencer");
+    b.add("gen", "Generate", model_params());
+    b.connect("prompt.out", "seq.text").connect("seq.sequence", "gen.sequence");
+    b.output("gen.ids");
+    auto g = b.build(r);
+    std::vector<int64_t> ids;
+    g->observe("gen.ids", [&](const Packet& p) { ids = p.get<std::vector<int64_t>>(); });
+    g->run();
+    return ids;
+  };
+  at::manual_seed(1234);
+  const at::Tensor expected = at::randn({16});
+  at::manual_seed(1234);
+  const std::vector<int64_t> first = answer();
+  EXPECT_TRUE(at::equal(at::randn({16}), expected)) << "the graph moved torch's global generator";
+  at::manual_seed(99);  // another global state: same weights, same answer
+  EXPECT_EQ(answer(), first);
+  EXPECT_FALSE(first.empty());
+}
+
 }  // namespace
 }  // namespace omni

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

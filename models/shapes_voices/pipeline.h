@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/registry.h"
-#include "examples/shapes_voices/model.h"
+#include "models/shapes_voices/model.h"
 
 namespace omni::demo {
 

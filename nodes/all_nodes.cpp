@@ -1,5 +1,5 @@
 // Gathers every module's node registrations; modules that are compiled out are skipped.
-#include "examples/all_nodes.h"
+#include "nodes/all_nodes.h"
 
 #ifdef OMNI_HAVE_MEDIA
 #include "modalities/media/nodes.h"

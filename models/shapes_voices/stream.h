@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "examples/shapes_voices/model.h"
+#include "models/shapes_voices/model.h"
 
 namespace omni::demo {
 

@@ -1,4 +1,4 @@
-// The complete node catalogue of the programs in examples/: every module's register_*_nodes().
+// The complete node catalogue (omnipipe::nodes): every module's register_*_nodes().
 #pragma once
 
 #include "core/registry.h"

@@ -1,4 +1,4 @@
-#include "examples/ask_clip/batch.h"
+#include "models/shapes_voices/batch.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -17,8 +17,6 @@
 
 #include "core/contract.h"
 #include "core/error.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/audio/log_mel.h"
@@ -28,6 +26,8 @@
 #include "modalities/image/frame_tensor.h"
 #include "modalities/image/preprocess.h"
 #include "modalities/media/media_reader.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "examples/shapes_voices/pipeline.h"
+#include "models/shapes_voices/pipeline.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -10,11 +10,11 @@
 
 #include "core/error.h"
 #include "core/graph.h"
-#include "examples/all_nodes.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/fused_sequence.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/media/probe.h"
+#include "models/shapes_voices/task.h"
+#include "nodes/all_nodes.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "examples/ask_clip/stream.h"
+#include "models/shapes_voices/stream.h"
 
 #include <ATen/ATen.h>
 
@@ -10,14 +10,14 @@
 #include "core/contract.h"
 #include "core/error.h"
 #include "core/graph.h"
-#include "examples/shapes_voices/pipeline.h"
-#include "examples/shapes_voices/task.h"
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "fusion/sequencer.h"
 #include "modalities/common/audio_chunk.h"
 #include "modalities/media/frame.h"
 #include "modalities/media/media_reader.h"
+#include "models/shapes_voices/pipeline.h"
+#include "models/shapes_voices/task.h"
 
 namespace fs = std::filesystem;
 

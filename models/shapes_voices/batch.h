@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "core/graph.h"
-#include "examples/shapes_voices/model.h"
 #include "modalities/common/token_chunk.h"
 #include "modalities/media/frame.h"
+#include "models/shapes_voices/model.h"
 
 namespace omni::demo {
 

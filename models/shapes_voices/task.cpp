@@ -1,4 +1,4 @@
-#include "examples/shapes_voices/task.h"
+#include "models/shapes_voices/task.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "examples/shapes_voices/model.h"
+#include "models/shapes_voices/model.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
