@@ -217,8 +217,6 @@ TEST(Jinja, LimitsAreClearErrors) {
   EXPECT_NE(error_of("{{ 'x' * 100000 }}", ojson::object(), lim).find("limit"), std::string::npos);
   lim = {};
   lim.max_depth = 20;
-  EXPECT_NE(
-      error_of(std::string(50, '(') + "1" + std::string(50, ')'), ojson::object(), lim).size(), 0u);
   EXPECT_NE(error_of("{{" + std::string(50, '(') + "1" + std::string(50, ')') + "}}",
                      ojson::object(), lim)
                 .find("deeper than the limit"),
