@@ -74,6 +74,25 @@ TEST(ChatTemplateFixture, MatchesTransformersOnEveryConversation) {
   EXPECT_GE(checked, 300);
 }
 
+// ---- differential: template snippets for the interpreter's corners, rendered by transformers'
+// jinja2 environment --------------------------------------------------------------------------
+TEST(ChatTemplateFixture, SnippetsMatchTransformersJinjaEnvironment) {
+  ojson fx = ojson::parse(read_file(kFixtures / "chat_template_cases.json"));
+  const ojson& ctx = fx["snippet_context"];
+  ASSERT_GE(fx["snippets"].size(), 90u);
+  for (const auto& c : fx["snippets"]) {
+    std::string tmpl = c["template"].get<std::string>();
+    if (c.contains("error")) {
+      EXPECT_THROW(omni::jinja::render(tmpl, ctx), InputError)
+          << tmpl << "\n(jinja2: " << c["error"].get<std::string>() << ")";
+    } else {
+      std::string got;
+      ASSERT_NO_THROW(got = omni::jinja::render(tmpl, ctx)) << tmpl;
+      EXPECT_EQ(got, c["expected"].get<std::string>()) << tmpl;
+    }
+  }
+}
+
 // ---- unit tests -------------------------------------------------------------------------------
 TEST(Jinja, WhitespaceControlAsTransformersConfiguresIt) {
   // trim_blocks: the newline after a block tag goes; lstrip_blocks: indentation before it goes.
