@@ -483,6 +483,7 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
     chars = utf8_chars(obj.s);
     n = static_cast<std::int64_t>(chars.size());
   } else if (obj.kind == Kind::List) {
+    if (!obj.list->view.empty()) fail("slicing a " + obj.list->view + " object is not supported");
     items = &obj.list->items;
     n = static_cast<std::int64_t>(items->size());
   } else {
@@ -541,6 +542,9 @@ Value get_item(const Value& obj, const Value& key) {
     }
     case Kind::List:
     case Kind::Str: {
+      if (obj.kind == Kind::List && !obj.list->view.empty() && obj.list->view != "range") {
+        return Value::undefined("'" + obj.list->view + "' object is not subscriptable");
+      }
       if (key.kind != Kind::Int && key.kind != Kind::Bool) return fallback();
       std::int64_t i = key.kind == Kind::Bool ? key.b : key.i;
       if (obj.kind == Kind::List) {

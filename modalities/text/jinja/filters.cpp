@@ -155,7 +155,10 @@ Value do_indent(const Value& v, const CallArgs& a) {
   }
   bool first = truthy(a.get_or(1, "first", Value::boolean(false)));
   bool blank = truthy(a.get_or(2, "blank", Value::boolean(false)));
-  std::string s = to_str(v) + "\n";
+  if (v.is_undefined()) fail_undefined(v);
+  if (v.kind != Kind::Str)
+    fail("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
+  std::string s = v.s + "\n";
   CallArgs none;
   Value lines_v = call_value(get_attr(Value::str(s), "splitlines"), none);
   std::vector<std::string> lines;
@@ -200,7 +203,7 @@ Value select_like(const std::string& name, const Value& v, const CallArgs& a) {
     bool ok = have_test ? apply_test(test, x, targs) : truthy(x);
     if (ok != reject) out.push_back(item);
   }
-  return Value::make_list(std::move(out));
+  return make_iterator(std::move(out));
 }
 
 Value do_map(const Value& v, const CallArgs& a) {
@@ -223,7 +226,7 @@ Value do_map(const Value& v, const CallArgs& a) {
       if (x.is_undefined() && has_default) x = def;
       out.push_back(x);
     }
-    return Value::make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (a.pos.empty() || a.pos[0].kind != Kind::Str)
     fail("map: a filter name or attribute= is required");
@@ -231,7 +234,7 @@ Value do_map(const Value& v, const CallArgs& a) {
   if (!is_known_filter(f)) fail("no filter named '" + f + "' (not supported)");
   CallArgs fargs = rest_args(a, 1);
   for (const Value& item : iterate(v)) out.push_back(apply_filter(f, item, fargs));
-  return Value::make_list(std::move(out));
+  return make_iterator(std::move(out));
 }
 
 Value do_round(const Value& v, const CallArgs& a) {
@@ -325,11 +328,11 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "items") {
     a.check_max(0, {}, name);
-    if (v.is_undefined()) return Value::make_list({});
+    if (v.is_undefined()) return make_iterator({});
     if (v.kind != Kind::Dict) fail("Can only get item pairs from a mapping.");
     std::vector<Value> out;
     for (const auto& [k, x] : v.dict->items) out.push_back(Value::make_list({k, x}, true));
-    return Value::make_list(std::move(out));
+    return make_iterator(std::move(out));
   }
   if (name == "int") {
     a.check_max(2, {"default", "base"}, name);
@@ -380,9 +383,12 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
       for (auto it = cs.rbegin(); it != cs.rend(); ++it) out += *it;
       return Value::str(out);
     }
+    bool was_iterator = v.kind == Kind::List && v.list->is_iterator();
     std::vector<Value> items = iterate(v);
     std::reverse(items.begin(), items.end());
-    return Value::make_list(std::move(items));
+    // reversed() of a list/dict/range is an iterator; of a generator jinja2 falls back to a list
+    if (was_iterator) return Value::make_list(std::move(items));
+    return make_iterator(std::move(items), "list_reverseiterator");
   }
   if (name == "sort" || name == "unique" || name == "min" || name == "max") {
     bool is_sort = name == "sort";
@@ -410,7 +416,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
           out.push_back(x);
         }
       }
-      return Value::make_list(std::move(out));
+      return make_iterator(std::move(out));
     }
     if (name == "min" || name == "max") {
       if (keyed.empty()) return Value::undefined("No aggregated item, sequence was empty.");
@@ -482,6 +488,7 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "sequence") {
     noargs();
+    if (v.kind == Kind::List && !v.list->view.empty()) return v.list->view == "range";
     return v.kind == Kind::Str || v.kind == Kind::List || v.kind == Kind::Dict || v.is_undefined();
   }
   if (name == "callable") return noargs(), v.kind == Kind::Callable;

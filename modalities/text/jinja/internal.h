@@ -88,8 +88,12 @@ struct List {
   std::vector<Value> items;
   bool tuple = false;
   // Python objects we model as lists but whose repr/== differ ("range", "dict_items", ...):
-  // printing or comparing them is refused.
+  // printing or comparing them is refused. "generator" and "list_reverseiterator" (what jinja2's
+  // map/select/unique/items/reverse filters return) are also always true, have no len(), cannot
+  // be indexed, and can be consumed once (a second use is refused).
   std::string view;
+  mutable bool consumed = false;
+  bool is_iterator() const { return view == "generator" || view == "list_reverseiterator"; }
 };
 
 // An insertion-ordered dict. Keys are hashable values (str, int, float, bool, None, tuples).
@@ -145,6 +149,7 @@ int py_compare(const Value& a, const Value& b, const char* op);  // <0, 0, >0; f
 bool py_contains(const Value& container, const Value& item);
 std::int64_t py_len(const Value& v);
 std::vector<Value> iterate(const Value& v);  // list items, dict keys, str code points
+Value make_iterator(std::vector<Value> items, const char* view = "generator");
 std::vector<std::string> utf8_chars(const std::string& s);
 Value from_json(const nlohmann::ordered_json& j, int depth = 0);
 struct JsonOptions {

@@ -83,6 +83,13 @@ class Renderer {
       throw InputError(t_.origin + ": " + f.message);
     }
     root_ = root;
+    struct ClearNamespaces {
+      Renderer& r;
+      ~ClearNamespaces() {
+        for (auto& ns : r.namespaces_) ns->attrs->items.clear(), ns->attrs->str_index.clear();
+        r.namespaces_.clear();
+      }
+    } clear_namespaces{*this};
     std::string out;
     std::size_t saved = max_string_bytes();
     max_string_bytes() = lim_.max_output_bytes;
@@ -136,8 +143,9 @@ class Renderer {
       std::size_t n = std::strftime(buf, sizeof(buf), a.pos[0].s.c_str(), &tm);
       return Value::str(std::string(buf, n));
     });
-    f.vars["namespace"] = Value::callable("namespace", [](CallArgs& a) {
+    f.vars["namespace"] = Value::callable("namespace", [this](CallArgs& a) {
       auto ns = std::make_shared<Namespace>();
+      namespaces_.push_back(ns);  // cleared after the render: a namespace may hold itself
       if (a.pos.size() > 1) fail("namespace() takes at most one positional argument");
       if (!a.pos.empty()) {
         if (a.pos[0].kind != Kind::Dict) fail("namespace() positional argument must be a dict");
@@ -370,15 +378,18 @@ class Renderer {
 
   Value make_macro(const Node& n, const FrameP& defining) {
     const Node* node = &n;
-    FrameP closure = defining;
+    // weak: the defining frame holds the macro (a shared_ptr would be a cycle)
+    std::weak_ptr<Frame> closure = defining;
     return Value::callable(n.name, [this, node, closure](CallArgs& a) {
+      FrameP parent = closure.lock();
+      if (!parent) fail("macro '" + node->name + "' called outside the scope it was defined in");
       const auto& params = node->ops;
       if (a.pos.size() > params.size()) {
         fail("macro '" + node->name + "' takes not more than " + std::to_string(params.size()) +
              " argument(s)");
       }
       auto frame = std::make_shared<Frame>();
-      frame->parent = closure;
+      frame->parent = parent;
       std::size_t first_default = params.size() - node->nkw;
       for (std::size_t i = 0; i < params.size(); ++i) {
         const Value* v = i < a.pos.size() ? &a.pos[i] : nullptr;
@@ -568,6 +579,7 @@ class Renderer {
   const Template::Impl& t_;
   const Limits& lim_;
   FrameP root_;
+  std::vector<std::shared_ptr<Namespace>> namespaces_;
   int depth_ = 0;
   std::uint64_t iterations_ = 0;
 };

@@ -67,6 +67,12 @@ Value Value::make_list(std::vector<Value> items, bool tuple) {
   v.list = std::move(l);
   return v;
 }
+Value make_iterator(std::vector<Value> items, const char* view) {
+  Value v = Value::make_list(std::move(items));
+  const_cast<List&>(*v.list).view = view;
+  return v;
+}
+
 Value Value::make_dict(std::shared_ptr<Dict> d) {
   Value v;
   v.kind = Kind::Dict;
@@ -213,7 +219,7 @@ bool truthy(const Value& v) {
     case Kind::Str:
       return !v.s.empty();
     case Kind::List:
-      return !v.list->items.empty();
+      return v.list->is_iterator() || !v.list->items.empty();
     case Kind::Dict:
       return !v.dict->items.empty();
     case Kind::Object:
@@ -238,6 +244,7 @@ std::string type_name(const Value& v) {
     case Kind::Str:
       return "str";
     case Kind::List:
+      if (!v.list->view.empty()) return v.list->view;
       return v.list->tuple ? "tuple" : "list";
     case Kind::Dict:
       return "dict";
@@ -501,6 +508,12 @@ bool py_contains(const Value& container, const Value& item) {
       }
       return container.s.find(item.s) != std::string::npos;
     case Kind::List:
+      if (container.list->is_iterator()) {
+        for (const auto& x : iterate(container)) {
+          if (py_eq(x, item)) return true;
+        }
+        return false;
+      }
       for (const auto& x : container.list->items) {
         if (py_eq(x, item)) return true;
       }
@@ -519,6 +532,7 @@ std::int64_t py_len(const Value& v) {
     case Kind::Str:
       return static_cast<std::int64_t>(utf8_chars(v.s).size());
     case Kind::List:
+      if (v.list->is_iterator()) fail("object of type '" + v.list->view + "' has no len()");
       return static_cast<std::int64_t>(v.list->items.size());
     case Kind::Dict:
       return static_cast<std::int64_t>(v.dict->items.size());
@@ -532,6 +546,14 @@ std::vector<Value> iterate(const Value& v) {
     case Kind::Undefined:
       return {};
     case Kind::List:
+      if (v.list->is_iterator()) {
+        if (v.list->consumed) {
+          fail("a " + v.list->view +
+               " (the result of map/select/reject/unique/items/reverse) is used a second time; "
+               "convert it with |list first (not supported)");
+        }
+        v.list->consumed = true;
+      }
       return v.list->items;
     case Kind::Dict: {
       std::vector<Value> keys;
@@ -705,6 +727,8 @@ void json_write(std::string& out, const Value& v, const JsonOptions& opt, int le
       out += json_string(v.s, opt.ensure_ascii);
       return;
     case Kind::List: {
+      if (!v.list->view.empty())
+        fail("Object of type " + v.list->view + " is not JSON serializable");
       if (v.list->items.empty()) {
         out += "[]";
         return;
