@@ -19,11 +19,11 @@ namespace omni::jinja::detail {
 namespace {
 
 const std::set<std::string> kFilters = {
-    "abs",     "attr",    "capitalize", "count",  "d",      "default",    "first",
-    "float",   "indent",  "int",        "items",  "join",   "last",       "length",
-    "list",    "lower",   "map",        "max",    "min",    "reject",     "rejectattr",
-    "replace", "reverse", "round",      "safe",   "select", "selectattr", "sort",
-    "string",  "sum",     "title",      "tojson", "trim",   "unique",     "upper"};
+    "abs",    "attr", "capitalize", "count",      "d",      "default",    "first",   "float",
+    "indent", "int",  "items",      "join",       "last",   "length",     "list",    "lower",
+    "map",    "max",  "min",        "dictsort",   "reject", "rejectattr", "replace", "reverse",
+    "round",  "safe", "select",     "selectattr", "sort",   "string",     "sum",     "title",
+    "tojson", "trim", "unique",     "upper"};
 
 const std::set<std::string> kTests = {
     "boolean", "callable", "defined",  "divisibleby", "eq",          "equalto",
@@ -198,6 +198,7 @@ Value select_like(const std::string& name, const Value& v, const CallArgs& a) {
   if (!a.kw.empty()) fail(name + "() does not take keyword arguments here");
   CallArgs targs = rest_args(a, idx);
   std::vector<Value> out;
+  if (!truthy(v)) return make_iterator({});  // jinja2: `if value:` before iterating
   for (const Value& item : iterate(v)) {
     Value x = attr_mode ? attr_path(item, attribute) : item;
     bool ok = have_test ? apply_test(test, x, targs) : truthy(x);
@@ -207,6 +208,7 @@ Value select_like(const std::string& name, const Value& v, const CallArgs& a) {
 }
 
 Value do_map(const Value& v, const CallArgs& a) {
+  if (!truthy(v)) return make_iterator({});  // jinja2: `if value:` before iterating
   const Value* attribute = nullptr;
   Value def;
   bool has_default = false;
@@ -317,6 +319,11 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   if (name == "first" || name == "last") {
     a.check_max(0, {}, name);
     if (name == "last" && v.kind == Kind::Dict) fail("'dict' object is not reversible");
+    if (v.kind == Kind::List && v.list->is_iterator()) {
+      if (name == "last") fail("'" + v.list->view + "' object is not reversible");
+      if (v.list->pos < v.list->items.size()) return v.list->items[v.list->pos++];
+      return Value::undefined("No first item, sequence was empty.");
+    }
     std::vector<Value> items = iterate(v);
     if (items.empty())
       return Value::undefined(std::string("No ") + name + " item, sequence was empty.");
@@ -444,6 +451,25 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     return total;
   }
   if (name == "map") return do_map(v, a);
+  if (name == "dictsort") {
+    a.check_max(3, {"case_sensitive", "by", "reverse"}, name);
+    bool cs = truthy(a.get_or(0, "case_sensitive", Value::boolean(false)));
+    std::string by = to_str(a.get_or(1, "by", Value::str("key")));
+    bool rev = truthy(a.get_or(2, "reverse", Value::boolean(false)));
+    if (by != "key" && by != "value") fail("You can only sort by either \"key\" or \"value\"");
+    if (v.kind != Kind::Dict) fail("dictsort: the value must be a mapping");
+    std::vector<std::pair<Value, Value>> keyed;  // (sort key, (k, v) tuple)
+    for (const auto& [k, x] : v.dict->items) {
+      keyed.emplace_back(sort_key(by == "key" ? k : x, cs, Value::none()),
+                         Value::make_list({k, x}, true));
+    }
+    std::stable_sort(keyed.begin(), keyed.end(), [rev](const auto& p, const auto& q) {
+      return rev ? py_compare(q.first, p.first, "<") < 0 : py_compare(p.first, q.first, "<") < 0;
+    });
+    std::vector<Value> out;
+    for (auto& kv : keyed) out.push_back(kv.second);
+    return Value::make_list(std::move(out));
+  }
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
     return select_like(name, v, a);
   }

@@ -90,9 +90,9 @@ struct List {
   // Python objects we model as lists but whose repr/== differ ("range", "dict_items", ...):
   // printing or comparing them is refused. "generator" and "list_reverseiterator" (what jinja2's
   // map/select/unique/items/reverse filters return) are also always true, have no len(), cannot
-  // be indexed, and can be consumed once (a second use is refused).
+  // be indexed, and are consumed as Python consumes them (`pos` items taken so far).
   std::string view;
-  mutable bool consumed = false;
+  mutable std::size_t pos = 0;
   bool is_iterator() const { return view == "generator" || view == "list_reverseiterator"; }
 };
 

@@ -21,6 +21,11 @@ class Parser {
   NodeP parse_template() {
     NodeP body = subparse({});
     if (cur().type != Tok::Eof) fail_here("unexpected '" + describe(cur()) + "'");
+    // jinja2 rejects an unknown filter or test when it compiles the template, except inside an
+    // if statement or an inline if (its "soft frames"), where the error waits until it runs.
+    for (const auto& u : unknown_) {
+      if (!u.soft) syntax_error(u.offset, u.message);
+    }
     return body;
   }
 
@@ -181,6 +186,7 @@ class Parser {
     if (skip_name("if")) cond = parse_expression(true);
     if (is_name("recursive")) fail_here("recursive for loops are not supported");
     ++loop_depth_;
+    SoftScope hard(*this, false);  // a loop body is a new (non-soft) frame in jinja2
     n->kids.push_back(parse_statements({"endfor", "else"}, false));
     --loop_depth_;
     if (next().value == "endfor") {
@@ -197,6 +203,7 @@ class Parser {
   }
 
   NodeP parse_if() {
+    SoftScope soft(*this, true);
     const Token& at = next();
     NodeP n = node(NK::If, at);
     n->kids.push_back(parse_tuple(false, false, {}, false, false));
@@ -229,6 +236,7 @@ class Parser {
     n->kids.push_back(std::move(target));
     NodeP filters;
     if (is_op("|")) filters = parse_filter(nullptr);
+    SoftScope hard(*this, false);
     n->kids.push_back(parse_statements({"endset"}, true));
     n->kids.push_back(std::move(filters));
     return n;
@@ -253,6 +261,7 @@ class Parser {
     expect_op(")");
     int saved = loop_depth_;
     loop_depth_ = 0;
+    SoftScope hard(*this, false);
     n->kids.push_back(parse_statements({"endmacro"}, true));
     loop_depth_ = saved;
     n->nkw = defaults.size();
@@ -322,8 +331,11 @@ class Parser {
   }
 
   NodeP parse_condexpr() {
+    std::size_t mark = unknown_.size();
     NodeP expr1 = parse_or();
     while (is_name("if")) {
+      SoftScope soft(*this, true);
+      for (std::size_t i = mark; i < unknown_.size(); ++i) unknown_[i].soft = true;
       const Token& at = next();
       NodeP expr2 = parse_or();
       NodeP expr3;
@@ -654,7 +666,7 @@ class Parser {
         name += '.';
         name += expect_name();
       }
-      if (!is_known_filter(name)) fail_at(at, "no filter named '" + name + "' (not supported)");
+      if (!is_known_filter(name)) note_unknown(at, "filter", name);
       NodeP n = node(NK::Filter, at);
       n->name = name;
       n->kids.push_back(std::move(operand));  // may be null for {% set x | f %}
@@ -674,7 +686,7 @@ class Parser {
       name += '.';
       name += expect_name();
     }
-    if (!is_known_test(name)) fail_at(name_tok, "no test named '" + name + "' (not supported)");
+    if (!is_known_test(name)) note_unknown(name_tok, "test", name);
     NodeP n = node(NK::Test, at);
     n->name = name;
     n->kids.push_back(std::move(operand));
@@ -698,6 +710,22 @@ class Parser {
   const Limits& limits_;
   int depth_ = 0;
   int loop_depth_ = 0;
+  struct Unknown {
+    std::size_t offset;
+    std::string message;
+    bool soft;
+  };
+  std::vector<Unknown> unknown_;
+  bool soft_ = false;  // inside an if statement / inline if, but not a loop, macro or block set
+  struct SoftScope {
+    Parser& p;
+    bool saved;
+    SoftScope(Parser& parser, bool soft) : p(parser), saved(parser.soft_) { p.soft_ = soft; }
+    ~SoftScope() { p.soft_ = saved; }
+  };
+  void note_unknown(const Token& at, const std::string& what, const std::string& name) {
+    unknown_.push_back({at.offset, "no " + what + " named '" + name + "' (not supported)", soft_});
+  }
 };
 
 // Nodes carry the token's byte offset in `line` until here; convert to line:column.

@@ -508,9 +508,10 @@ bool py_contains(const Value& container, const Value& item) {
       }
       return container.s.find(item.s) != std::string::npos;
     case Kind::List:
-      if (container.list->is_iterator()) {
-        for (const auto& x : iterate(container)) {
-          if (py_eq(x, item)) return true;
+      if (container.list->is_iterator()) {  // `in` consumes up to and including the match
+        const auto& items = container.list->items;
+        while (container.list->pos < items.size()) {
+          if (py_eq(items[container.list->pos++], item)) return true;
         }
         return false;
       }
@@ -547,12 +548,10 @@ std::vector<Value> iterate(const Value& v) {
       return {};
     case Kind::List:
       if (v.list->is_iterator()) {
-        if (v.list->consumed) {
-          fail("a " + v.list->view +
-               " (the result of map/select/reject/unique/items/reverse) is used a second time; "
-               "convert it with |list first (not supported)");
-        }
-        v.list->consumed = true;
+        std::size_t from = std::min(v.list->pos, v.list->items.size());
+        v.list->pos = v.list->items.size();
+        return std::vector<Value>(v.list->items.begin() + static_cast<std::ptrdiff_t>(from),
+                                  v.list->items.end());
       }
       return v.list->items;
     case Kind::Dict: {
