@@ -243,6 +243,18 @@ TEST(Jinja, LimitsAreClearErrors) {
   EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", ojson::object(), lim)
                 .find("limit"),
             std::string::npos);
+  // long left-nested chains count as nesting too (their trees are as deep as they are long)
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 5000; ++i) chain += " + 1";
+  EXPECT_NE(error_of(chain + " }}").find("deeper than the limit"), std::string::npos);
+  std::string attrs = "{{ x";
+  for (int i = 0; i < 5000; ++i) attrs += ".a";
+  EXPECT_NE(error_of(attrs + " }}").find("deeper than the limit"), std::string::npos);
+  // a namespace that holds itself cannot be printed (Python would print {...})
+  EXPECT_NE(
+      error_of("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").find("holding itself"),
+      std::string::npos);
+  EXPECT_NE(error_of("{{ [1, 2] * 9223372036854775807 }}").find("limit"), std::string::npos);
   lim = {};
   lim.max_template_bytes = 10;
   EXPECT_NE(error_of("{{ 'this is long' }}", ojson::object(), lim).find("limit"),

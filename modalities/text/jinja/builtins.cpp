@@ -595,13 +595,16 @@ double fval(const Value& v) { return v.kind == Kind::Float ? v.f : static_cast<d
 
 Value repeat(const Value& seq, std::int64_t n) {
   if (n < 0) n = 0;
+  std::size_t total = 0;
+  std::size_t unit = seq.kind == Kind::Str ? seq.s.size() : seq.list->items.size();
+  if (__builtin_mul_overflow(unit, static_cast<std::size_t>(n), &total)) check_size(SIZE_MAX);
+  check_size(total);
   if (seq.kind == Kind::Str) {
-    check_size(seq.s.size() * static_cast<std::size_t>(n));
     std::string out;
     for (std::int64_t k = 0; k < n; ++k) out += seq.s;
     return Value::str(std::move(out));
   }
-  check_size(seq.list->items.size() * static_cast<std::size_t>(n));
+
   std::vector<Value> out;
   for (std::int64_t k = 0; k < n; ++k) {
     out.insert(out.end(), seq.list->items.begin(), seq.list->items.end());

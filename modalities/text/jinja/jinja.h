@@ -11,27 +11,34 @@
 // Supported: text, {{ }}, {% %}, {# #} with whitespace control (-, +), {% raw %};
 // if/elif/else, for (tuple unpacking, `if` filter, else, loop.index/index0/revindex/revindex0/
 // first/last/length/previtem/nextitem/depth, loop.cycle), set (names, tuples, namespace attributes,
-// block set), macro (positional/keyword parameters with defaults), break/continue, generation;
-// expressions: literals (strings with Python escapes, ints, floats, true/false/none in any case,
-// lists, tuples, dicts), and/or/not, comparisons (chained), in / not in, is / is not tests,
-// + - * / // % ** ~, unary -/+, a if b else c, attribute/subscript/slices (negative, steps),
-// calls with keyword arguments, filters. The str/dict/list methods, filters and tests are listed
-// in jinja.cpp next to their implementations.
+// block set with filters), macro (positional/keyword parameters with defaults), break/continue,
+// generation; expressions: literals (strings with Python escapes, ints incl. 0x/0o/0b, floats,
+// true/false/none in any case, lists, tuples, dicts), and/or/not, comparisons (chained),
+// in / not in, is / is not tests, + - * / // % ** ~, unary -/+, a if b else c, attribute /
+// subscript / slices (negative, steps), calls with keyword arguments, filters. The str/dict/list
+// methods are listed in builtins.cpp, the filters and tests in filters.cpp.
 //
-// Values are JSON (nlohmann::ordered_json, so objects keep the insertion order Python dicts have)
-// plus namespaces, macros and builtin callables. Undefined behaves as jinja2's default Undefined:
-// it prints as "", is false, iterates as empty, has length 0, and raises on attribute access,
-// arithmetic and calls.
+// Semantics follow jinja2 3.1 + Python: scoping (a for-loop iteration and a macro call have their
+// own scope, so `set` in a loop does not leak; namespace() does), Python's str()/repr() of values
+// (floats as repr, 'single' quotes, True/None), integer floor division and modulo, string
+// comparison by code point, dict insertion order. Values are JSON (nlohmann::ordered_json in the
+// context) plus undefined, tuples, namespaces, the loop object, macros and builtin callables.
+// Undefined behaves as jinja2's default Undefined: it prints as "", is false, iterates as empty,
+// has length 0, equals only Undefined, and raises on attribute access, arithmetic and calls.
+// map/select/reject/unique/items/reverse return generators as in jinja2: always true, no length,
+// not printable, consumed once (a second |list is empty). An unknown filter or test is a parse
+// error, except inside an if statement or inline if, where (as in jinja2) it fails only if it runs.
 //
-// Anything outside the subset (an unknown tag, filter or test, {% extends %}, {% include %},
-// {% call %}, an unsafe method such as list.append, printing a value whose Python repr it cannot
-// reproduce) is an omni::InputError that names the template line:column; it never renders a
-// string that differs from jinja2's. Errors a template raises on purpose (raise_exception) are
-// omni::InputError too, with the template's message.
+// Anything outside the subset ({% extends %}, {% include %}, {% call %}, {% filter %}, other
+// filters such as |batch, str.format, `%` formatting, an unsafe method such as list.append when
+// called, printing a value whose Python repr it cannot reproduce such as a function or a dict view,
+// integers beyond 64 bits) is an omni::InputError naming the template line:column; it never
+// renders a string that differs from jinja2's. Errors a template raises on purpose
+// (raise_exception) are omni::InputError too, "...: raise_exception: <the template's message>".
 //
-// Limits (documented caps, each a clear InputError when exceeded): template size, nesting depth
-// of the parser and of evaluation (expressions, blocks, macro calls), total loop iterations, and
-// the length of the output and of any string built while rendering.
+// Limits (each a clear InputError when exceeded; see Limits): template size, nesting depth of the
+// parser and of evaluation (expressions, blocks, macro calls), total loop iterations, range()
+// size, and the length of the output and of any string or list built while rendering.
 #pragma once
 
 #include <cstddef>
@@ -48,7 +55,7 @@ struct Limits {
   int max_depth = 256;                            // nesting of expressions, blocks and macro calls
   std::uint64_t max_loop_iterations = 1'000'000;  // all for-loop iterations of one render
   std::size_t max_output_bytes = 16 << 20;  // the rendered text and any string built on the way
-  std::size_t max_range = 100'000;          // largest range() / list repetition size
+  std::size_t max_range = 100'000;          // largest range() (jinja2's sandbox MAX_RANGE)
 };
 
 // A parsed template. Parsing checks the syntax and every filter/test name; render() may still

@@ -41,6 +41,23 @@ class Parser {
     ~DepthGuard() { --p.depth_; }
   };
 
+  // Left-nested chains (a + b + c ..., x.y.z ..., x | f | g ...) build trees as deep as they are
+  // long: each link counts as one level of nesting until the function returns.
+  struct ChainGuard {
+    Parser& p;
+    int n = 0;
+    explicit ChainGuard(Parser& parser) : p(parser) {}
+    void bump() {
+      if (++p.depth_ > p.limits_.max_depth) {
+        --p.depth_;
+        p.fail_here("template nesting is deeper than the limit of " +
+                    std::to_string(p.limits_.max_depth));
+      }
+      ++n;
+    }
+    ~ChainGuard() { p.depth_ -= n; }
+  };
+
   const Token& cur() const { return t_[i_]; }
   const Token& look() const { return t_[std::min(i_ + 1, t_.size() - 1)]; }
   const Token& next() {
@@ -333,7 +350,9 @@ class Parser {
   NodeP parse_condexpr() {
     std::size_t mark = unknown_.size();
     NodeP expr1 = parse_or();
+    ChainGuard chain(*this);
     while (is_name("if")) {
+      chain.bump();
       SoftScope soft(*this, true);
       for (std::size_t i = mark; i < unknown_.size(); ++i) unknown_[i].soft = true;
       const Token& at = next();
@@ -359,7 +378,9 @@ class Parser {
 
   NodeP parse_or() {
     NodeP left = parse_and();
+    ChainGuard chain(*this);
     while (is_name("or")) {
+      chain.bump();
       const Token& at = next();
       left = binary(NK::Or, std::move(left), parse_and(), at);
     }
@@ -367,7 +388,9 @@ class Parser {
   }
   NodeP parse_and() {
     NodeP left = parse_not();
+    ChainGuard chain(*this);
     while (is_name("and")) {
+      chain.bump();
       const Token& at = next();
       left = binary(NK::And, std::move(left), parse_not(), at);
     }
@@ -413,7 +436,9 @@ class Parser {
   }
   NodeP parse_math1() {
     NodeP left = parse_concat();
+    ChainGuard chain(*this);
     while (is_op("+") || is_op("-")) {
+      chain.bump();
       const Token& at = next();
       left = binary(NK::Binary, std::move(left), parse_concat(), at, at.value);
     }
@@ -430,7 +455,9 @@ class Parser {
   }
   NodeP parse_math2() {
     NodeP left = parse_pow();
+    ChainGuard chain(*this);
     while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+      chain.bump();
       const Token& at = next();
       left = binary(NK::Binary, std::move(left), parse_pow(), at, at.value);
     }
@@ -438,7 +465,9 @@ class Parser {
   }
   NodeP parse_pow() {
     NodeP left = parse_unary(true);
+    ChainGuard chain(*this);
     while (is_op("**")) {
+      chain.bump();
       const Token& at = next();
       left = binary(NK::Binary, std::move(left), parse_unary(true), at, "**");
     }
@@ -533,7 +562,9 @@ class Parser {
   }
 
   NodeP parse_postfix(NodeP n) {
+    ChainGuard chain(*this);
     while (true) {
+      chain.bump();
       if (is_op(".") || is_op("[")) {
         n = parse_subscript(std::move(n));
       } else if (is_op("(")) {
@@ -545,7 +576,9 @@ class Parser {
   }
 
   NodeP parse_filter_expr(NodeP n) {
+    ChainGuard chain(*this);
     while (true) {
+      chain.bump();
       if (is_op("|")) {
         n = parse_filter(std::move(n));
       } else if (is_name("is")) {
@@ -658,7 +691,9 @@ class Parser {
 
   NodeP parse_filter(NodeP operand) {
     DepthGuard guard(*this);
+    ChainGuard chain(*this);
     while (is_op("|")) {
+      chain.bump();
       next();
       const Token& at = cur();
       std::string name = expect_name();

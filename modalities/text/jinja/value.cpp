@@ -357,6 +357,17 @@ std::string str_repr(const std::string& s) {
 }  // namespace
 
 std::string repr(const Value& v) {
+  // A namespace can hold itself; Python prints such cycles as {...}, we refuse them.
+  thread_local int depth = 0;
+  struct Guard {
+    Guard() {
+      if (++depth > 200) {
+        --depth;
+        fail("cannot print a value nested more than 200 levels deep (or holding itself)");
+      }
+    }
+    ~Guard() { --depth; }
+  } guard;
   switch (v.kind) {
     case Kind::Str:
       return str_repr(v.s);
