@@ -250,6 +250,9 @@ Value do_round(const Value& v, const CallArgs& a) {
   if (prec < 0 || prec > 15) fail("round: precision outside 0..15 is not supported");
   double scale = std::pow(10.0, static_cast<double>(prec));
   if (method == "common") {
+    // Python's round(int, 0) is the int itself
+    if (v.kind == Kind::Int || v.kind == Kind::Bool)
+      return Value::integer(v.kind == Kind::Bool ? v.b : v.i);
     char buf[512];
     std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(prec),
                   x);  // correctly rounded, ties to even
@@ -345,6 +348,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     a.check_max(2, {"default", "base"}, name);
     Value def = a.get_or(0, "default", Value::integer(0));
     int base = static_cast<int>(a.get_or(1, "base", Value::integer(10)).i);
+    if (v.is_undefined()) fail_undefined(v);  // int(Undefined) raises in jinja2
     if (v.kind == Kind::Int) return v;
     if (v.kind == Kind::Bool) return Value::integer(v.b);
     if (v.kind == Kind::Float) {
@@ -362,6 +366,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   if (name == "float") {
     a.check_max(1, {"default"}, name);
     Value def = a.get_or(0, "default", Value::real(0.0));
+    if (v.is_undefined()) fail_undefined(v);  // float(Undefined) raises in jinja2
     if (v.kind == Kind::Float) return v;
     if (v.kind == Kind::Int || v.kind == Kind::Bool) {
       return Value::real(static_cast<double>(v.kind == Kind::Bool ? v.b : v.i));

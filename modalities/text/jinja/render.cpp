@@ -492,8 +492,9 @@ class Renderer {
             return key.kids[i] ? eval(*key.kids[i], f) : Value::none();
           };
           Value a = part(0), b = part(1), c = part(2);
+          // jinja2 slices with Python's own subscript (not the sandbox's getitem): errors raise
           if (obj.kind != Kind::Str && obj.kind != Kind::List) {
-            return Value::undefined("'" + type_name(obj) + " object' is not subscriptable");
+            fail("'" + type_name(obj) + "' object is not subscriptable");
           }
           return slice_value(obj, a, b, c);
         }

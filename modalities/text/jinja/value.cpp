@@ -487,6 +487,11 @@ int py_compare(const Value& a, const Value& b, const char* op) {
     fail(a.is_undefined() ? (a.s.empty() ? "value is undefined" : a.s)
                           : (b.s.empty() ? "value is undefined" : b.s));
   }
+  if ((a.kind == Kind::List && !a.list->view.empty()) ||
+      (b.kind == Kind::List && !b.list->view.empty())) {
+    fail(std::string("'") + op + "' not supported between instances of '" + type_name(a) +
+         "' and '" + type_name(b) + "'");
+  }
   if (a.is_number() && b.is_number()) {
     if (int_like(a) && int_like(b)) return ival(a) < ival(b) ? -1 : ival(a) > ival(b) ? 1 : 0;
     double x = num(a), y = num(b);
