@@ -306,7 +306,39 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     a.check_max(0, {}, name);
     return Value::str(to_str(v));
   }
-  if (name == "lower" || name == "upper" || name == "title" || name == "capitalize") {
+  if (name == "title") {
+    // jinja2's do_title is not str.title(): it splits on runs of [-\s({[<] and capitalises the
+    // first character of every other piece.
+    a.check_max(0, {}, name);
+    std::string out, piece;
+    auto flush = [&] {
+      if (piece.empty()) return;
+      CallArgs none;
+      out += call_value(get_attr(Value::str(piece), "capitalize"), none).s;
+      piece.clear();
+    };
+    for (const std::string& ch : utf8_chars(to_str(v))) {
+      bool sep = ch == "-" || ch == "(" || ch == "{" || ch == "[" || ch == "<";
+      if (!sep) {
+        std::size_t len = ch.size();
+        std::uint32_t cp = static_cast<unsigned char>(ch[0]);
+        if (len > 1) {
+          cp &= 0x3Fu >> (len - 1);
+          for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (ch[k] & 0x3F);
+        }
+        sep = is_py_space(cp);
+      }
+      if (sep) {
+        flush();
+        out += ch;
+      } else {
+        piece += ch;
+      }
+    }
+    flush();
+    return Value::str(out);
+  }
+  if (name == "lower" || name == "upper" || name == "capitalize") {
     a.check_max(0, {}, name);
     CallArgs none;
     return call_value(get_attr(Value::str(to_str(v)), name), none);
