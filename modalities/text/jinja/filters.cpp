@@ -263,6 +263,64 @@ Value do_round(const Value& v, const CallArgs& a) {
   fail("round: method must be common, ceil or floor");
 }
 
+// jinja2's map/select/reject/unique/items are generators: an error in them (iterating a number,
+// a failing test) only happens when the result is used. Compute eagerly, defer the error.
+template <typename F>
+Value lazily(F&& compute) {
+  try {
+    return compute();
+  } catch (const Fail& e) {
+    Value g = make_iterator({});
+    const_cast<List&>(*g.list).deferred_error = e.message;
+    return g;
+  }
+}
+
+Value sort_family(const std::string& name, const Value& v, const CallArgs& a) {
+  bool is_sort = name == "sort";
+  if (is_sort) {
+    a.check_max(3, {"reverse", "case_sensitive", "attribute"}, name);
+  } else if (name == "unique") {
+    a.check_max(2, {"case_sensitive", "attribute"}, name);
+  } else {
+    a.check_max(2, {"case_sensitive", "attribute"}, name);
+  }
+  std::size_t off = is_sort ? 1 : 0;
+  bool rev = is_sort && truthy(a.get_or(0, "reverse", Value::boolean(false)));
+  bool cs = truthy(a.get_or(off, "case_sensitive", Value::boolean(false)));
+  Value attribute = a.get_or(off + 1, "attribute", Value::none());
+  std::vector<Value> items = iterate(v);
+  std::vector<std::pair<Value, Value>> keyed;
+  for (auto& x : items) keyed.emplace_back(sort_key(x, cs, attribute), x);
+  if (name == "unique") {
+    std::vector<Value> out, seen;
+    for (auto& [k, x] : keyed) {
+      bool dup = false;
+      for (auto& s : seen) dup = dup || py_eq(s, k);
+      if (!dup) {
+        seen.push_back(k);
+        out.push_back(x);
+      }
+    }
+    return make_iterator(std::move(out));
+  }
+  if (name == "min" || name == "max") {
+    if (keyed.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < keyed.size(); ++i) {
+      int c = py_compare(keyed[i].first, keyed[best].first, "<");
+      if ((name == "min" && c < 0) || (name == "max" && c > 0)) best = i;
+    }
+    return keyed[best].second;
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [rev](const auto& x, const auto& y) {
+    return rev ? py_compare(y.first, x.first, "<") < 0 : py_compare(x.first, y.first, "<") < 0;
+  });
+  std::vector<Value> out;
+  for (auto& kv : keyed) out.push_back(kv.second);
+  return Value::make_list(std::move(out));
+}
+
 }  // namespace
 
 bool is_known_filter(const std::string& name) { return kFilters.count(name) > 0; }
@@ -353,8 +411,9 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "first" || name == "last") {
     a.check_max(0, {}, name);
-    if (name == "last" && v.kind == Kind::Dict) fail("'dict' object is not reversible");
+
     if (v.kind == Kind::List && v.list->is_iterator()) {
+      if (!v.list->deferred_error.empty()) fail(v.list->deferred_error);
       if (name == "last") fail("'" + v.list->view + "' object is not reversible");
       if (v.list->pos < v.list->items.size()) return v.list->items[v.list->pos++];
       return Value::undefined("No first item, sequence was empty.");
@@ -371,7 +430,8 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   if (name == "items") {
     a.check_max(0, {}, name);
     if (v.is_undefined()) return make_iterator({});
-    if (v.kind != Kind::Dict) fail("Can only get item pairs from a mapping.");
+    if (v.kind != Kind::Dict)
+      return lazily([]() -> Value { fail("Can only get item pairs from a mapping."); });
     std::vector<Value> out;
     for (const auto& [k, x] : v.dict->items) out.push_back(Value::make_list({k, x}, true));
     return make_iterator(std::move(out));
@@ -434,50 +494,8 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     if (was_iterator) return Value::make_list(std::move(items));
     return make_iterator(std::move(items), "list_reverseiterator");
   }
-  if (name == "sort" || name == "unique" || name == "min" || name == "max") {
-    bool is_sort = name == "sort";
-    if (is_sort) {
-      a.check_max(3, {"reverse", "case_sensitive", "attribute"}, name);
-    } else if (name == "unique") {
-      a.check_max(2, {"case_sensitive", "attribute"}, name);
-    } else {
-      a.check_max(2, {"case_sensitive", "attribute"}, name);
-    }
-    std::size_t off = is_sort ? 1 : 0;
-    bool rev = is_sort && truthy(a.get_or(0, "reverse", Value::boolean(false)));
-    bool cs = truthy(a.get_or(off, "case_sensitive", Value::boolean(false)));
-    Value attribute = a.get_or(off + 1, "attribute", Value::none());
-    std::vector<Value> items = iterate(v);
-    std::vector<std::pair<Value, Value>> keyed;
-    for (auto& x : items) keyed.emplace_back(sort_key(x, cs, attribute), x);
-    if (name == "unique") {
-      std::vector<Value> out, seen;
-      for (auto& [k, x] : keyed) {
-        bool dup = false;
-        for (auto& s : seen) dup = dup || py_eq(s, k);
-        if (!dup) {
-          seen.push_back(k);
-          out.push_back(x);
-        }
-      }
-      return make_iterator(std::move(out));
-    }
-    if (name == "min" || name == "max") {
-      if (keyed.empty()) return Value::undefined("No aggregated item, sequence was empty.");
-      std::size_t best = 0;
-      for (std::size_t i = 1; i < keyed.size(); ++i) {
-        int c = py_compare(keyed[i].first, keyed[best].first, "<");
-        if ((name == "min" && c < 0) || (name == "max" && c > 0)) best = i;
-      }
-      return keyed[best].second;
-    }
-    std::stable_sort(keyed.begin(), keyed.end(), [rev](const auto& x, const auto& y) {
-      return rev ? py_compare(y.first, x.first, "<") < 0 : py_compare(x.first, y.first, "<") < 0;
-    });
-    std::vector<Value> out;
-    for (auto& kv : keyed) out.push_back(kv.second);
-    return Value::make_list(std::move(out));
-  }
+  if (name == "unique") return lazily([&] { return sort_family(name, v, a); });
+  if (name == "sort" || name == "min" || name == "max") return sort_family(name, v, a);
   if (name == "sum") {
     a.check_max(2, {"attribute", "start"}, name);
     Value attribute = a.get_or(0, "attribute", Value::none());
@@ -487,7 +505,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     }
     return total;
   }
-  if (name == "map") return do_map(v, a);
+  if (name == "map") return lazily([&] { return do_map(v, a); });
   if (name == "dictsort") {
     a.check_max(3, {"case_sensitive", "by", "reverse"}, name);
     bool cs = truthy(a.get_or(0, "case_sensitive", Value::boolean(false)));
@@ -508,7 +526,7 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     return Value::make_list(std::move(out));
   }
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
-    return select_like(name, v, a);
+    return lazily([&] { return select_like(name, v, a); });
   }
   if (name == "attr") {
     a.check_max(1, {}, name);

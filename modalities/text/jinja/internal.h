@@ -93,6 +93,8 @@ struct List {
   // be indexed, and are consumed as Python consumes them (`pos` items taken so far).
   std::string view;
   mutable std::size_t pos = 0;
+  // A generator whose (lazy, in jinja2) computation failed: the error is raised when it is used.
+  std::string deferred_error;
   bool is_iterator() const { return view == "generator" || view == "list_reverseiterator"; }
 };
 

@@ -525,6 +525,7 @@ bool py_contains(const Value& container, const Value& item) {
       return container.s.find(item.s) != std::string::npos;
     case Kind::List:
       if (container.list->is_iterator()) {  // `in` consumes up to and including the match
+        if (!container.list->deferred_error.empty()) fail(container.list->deferred_error);
         const auto& items = container.list->items;
         while (container.list->pos < items.size()) {
           if (py_eq(items[container.list->pos++], item)) return true;
@@ -564,6 +565,7 @@ std::vector<Value> iterate(const Value& v) {
       return {};
     case Kind::List:
       if (v.list->is_iterator()) {
+        if (!v.list->deferred_error.empty()) fail(v.list->deferred_error);
         std::size_t from = std::min(v.list->pos, v.list->items.size());
         v.list->pos = v.list->items.size();
         return std::vector<Value>(v.list->items.begin() + static_cast<std::ptrdiff_t>(from),
