@@ -262,6 +262,12 @@ TEST(Jinja, LimitsAreClearErrors) {
   EXPECT_NE(error_of("{{ range(1000000) | length }}").find("Range too big"), std::string::npos);
 }
 
+TEST(Jinja, MarkupFromSafeIsRefusedWhereItWouldEscape) {
+  // jinja2: ("'"|safe) + "<b>" is Markup("'&lt;b&gt;"); we refuse rather than render it unescaped
+  EXPECT_NE(error_of("{{ \"'\"|safe + '<b>' }}").find("Markup"), std::string::npos);
+  EXPECT_EQ(R("{{ '<b>'|safe }}{{ '<b>'|safe ~ '<i>' }}{{ '<b>'|safe|length }}"), "<b><b><i>3");
+}
+
 TEST(Jinja, ReprItCannotReproduceIsAnError) {
   EXPECT_NE(error_of("{{ {'a': 1}.items() }}").find("repr"), std::string::npos);
   EXPECT_NE(error_of("{{ ['\\u0301'] }}").find("repr"), std::string::npos);

@@ -431,6 +431,7 @@ Value list_method(const ListP& l, const std::string& name) {
 }  // namespace
 
 Value get_attr(const Value& obj, const std::string& name) {
+  if (obj.markup) fail("methods of a |safe (Markup) string are not supported");
   if (!name.empty() && name[0] == '_') {
     if (obj.is_undefined()) fail_undefined(obj);
     return Value::undefined("access to attribute '" + name + "' of '" + type_name(obj) +
@@ -474,6 +475,7 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
     }
     return v.kind == Kind::Bool ? v.b : v.i;
   };
+  if (obj.markup) fail("slicing a |safe (Markup) string is not supported");
   std::int64_t st = opt(step, "step").value_or(1);
   if (st == 0) fail("slice step cannot be zero");
   std::vector<std::string> chars;
@@ -517,6 +519,7 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
 
 Value get_item(const Value& obj, const Value& key) {
   if (obj.is_undefined()) fail_undefined(obj);
+  if (obj.markup) fail("indexing a |safe (Markup) string is not supported");
   auto fallback = [&]() -> Value {
     if (key.kind == Kind::Str) return get_attr(obj, key.s);
     std::string hint = "'";
@@ -637,6 +640,10 @@ void float_divmod(double vx, double wx, double& floordiv, double& mod) {
 Value arith(const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) fail_undefined(a);
   if (b.is_undefined()) fail_undefined(b);
+  if (a.markup || b.markup) {
+    fail("'" + op +
+         "' with a |safe (Markup) string is not supported (Markup escapes what is added)");
+  }
   bool nums = a.is_number() && b.is_number();
   bool ints = int_like(a) && int_like(b);
   if (op == "+") {

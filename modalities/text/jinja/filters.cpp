@@ -327,6 +327,11 @@ bool is_known_filter(const std::string& name) { return kFilters.count(name) > 0;
 bool is_known_test(const std::string& name) { return kTests.count(name) > 0; }
 
 Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
+  if (v.markup && name != "length" && name != "count" && name != "tojson" && name != "default" &&
+      name != "d") {
+    if (name == "safe" || name == "string") return v;  // Markup stays Markup
+    fail("the '" + name + "' filter on a |safe (Markup) string is not supported");
+  }
   if (name == "tojson") return do_tojson(v, a);
   if (name == "length" || name == "count") {
     a.check_max(0, {}, name);
@@ -362,7 +367,9 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
   }
   if (name == "string" || name == "safe") {
     a.check_max(0, {}, name);
-    return Value::str(to_str(v));
+    Value r = Value::str(to_str(v));
+    r.markup = name == "safe";
+    return r;
   }
   if (name == "title") {
     // jinja2's do_title is not str.title(): it splits on runs of [-\s({[<] and capitalises the

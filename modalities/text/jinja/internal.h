@@ -60,6 +60,9 @@ enum class Kind : std::uint8_t {
 struct Value {
   Kind kind = Kind::Undefined;
   bool b = false;
+  // Str made by |safe: jinja2's Markup, which HTML-escapes what is added to it. We print and
+  // compare it like a str but refuse +, *, %, methods, indexing and filters on it.
+  bool markup = false;
   std::int64_t i = 0;
   double f = 0.0;
   std::string s;  // Str; for Undefined, the message an access to it raises

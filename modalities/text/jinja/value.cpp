@@ -579,6 +579,7 @@ std::vector<Value> iterate(const Value& v) {
       return keys;
     }
     case Kind::Str: {
+      if (v.markup) fail("iterating a |safe (Markup) string is not supported");
       std::vector<Value> out;
       for (auto& ch : utf8_chars(v.s)) out.push_back(Value::str(std::move(ch)));
       return out;
