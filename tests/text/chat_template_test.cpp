@@ -263,8 +263,9 @@ TEST(Jinja, LimitsAreClearErrors) {
 }
 
 TEST(Jinja, MarkupFromSafeIsRefusedWhereItWouldEscape) {
-  // jinja2: ("'"|safe) + "<b>" is Markup("'&lt;b&gt;"); we refuse rather than render it unescaped
-  EXPECT_NE(error_of("{{ \"'\"|safe + '<b>' }}").find("Markup"), std::string::npos);
+  // jinja2: ("'"|safe) + "<b>" is Markup("'&lt;b&gt;"): Markup escapes what is added to it
+  EXPECT_NE(error_of("{{ 'a'|safe * 2 }}").find("Markup"), std::string::npos);
+  EXPECT_NE(error_of("{{ ('a'|safe).upper() }}").find("Markup"), std::string::npos);
   EXPECT_EQ(R("{{ '<b>'|safe }}{{ '<b>'|safe ~ '<i>' }}{{ '<b>'|safe|length }}"), "<b><b><i>3");
 }
 

@@ -641,8 +641,41 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) fail_undefined(a);
   if (b.is_undefined()) fail_undefined(b);
   if (a.markup || b.markup) {
-    fail("'" + op +
-         "' with a |safe (Markup) string is not supported (Markup escapes what is added)");
+    // markupsafe: Markup + str escapes the str (and str + Markup likewise); the result is Markup
+    if (op == "+" && a.kind == Kind::Str && b.kind == Kind::Str) {
+      auto esc = [](const Value& x) {
+        if (x.markup) return x.s;
+        std::string o;
+        for (char c : x.s) {
+          switch (c) {
+            case '&':
+              o += "&amp;";
+              break;
+            case '<':
+              o += "&lt;";
+              break;
+            case '>':
+              o += "&gt;";
+              break;
+            case '\'':
+              o += "&#39;";
+              break;
+            case '"':
+              o += "&#34;";
+              break;
+            default:
+              o += c;
+          }
+        }
+        return o;
+      };
+      std::string l = esc(a), r = esc(b);
+      check_size(l.size() + r.size());
+      Value out = Value::str(l + r);
+      out.markup = true;
+      return out;
+    }
+    fail("'" + op + "' with a |safe (Markup) string is not supported");
   }
   bool nums = a.is_number() && b.is_number();
   bool ints = int_like(a) && int_like(b);
