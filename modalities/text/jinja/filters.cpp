@@ -450,15 +450,18 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
     if (v.is_undefined()) fail_undefined(v);  // int(Undefined) raises in jinja2
     if (v.kind == Kind::Int) return v;
     if (v.kind == Kind::Bool) return Value::integer(v.b);
-    if (v.kind == Kind::Float) {
-      if (!std::isfinite(v.f) || std::fabs(v.f) >= 9.2e18) return def;
-      return Value::integer(static_cast<std::int64_t>(v.f));
-    }
+    // Python: int(nan) is a ValueError (-> default); int(inf) an OverflowError (raised); a finite
+    // float beyond 64 bits would be a big int, which we do not have.
+    auto from_float = [&](double f) {
+      if (std::isnan(f)) return def;
+      if (std::isinf(f)) fail("cannot convert float infinity to integer");
+      if (std::fabs(f) >= 9.2e18) fail("integers beyond 64 bits are not supported");
+      return Value::integer(static_cast<std::int64_t>(f));
+    };
+    if (v.kind == Kind::Float) return from_float(v.f);
     if (v.kind == Kind::Str) {
       if (auto i = parse_py_int(v.s, base)) return Value::integer(*i);
-      if (auto f = parse_py_float(v.s); f && std::isfinite(*f) && std::fabs(*f) < 9.2e18) {
-        return Value::integer(static_cast<std::int64_t>(*f));
-      }
+      if (auto f = parse_py_float(v.s)) return from_float(*f);
     }
     return def;
   }

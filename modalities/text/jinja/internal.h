@@ -98,6 +98,8 @@ struct List {
   mutable std::size_t pos = 0;
   // A generator whose (lazy, in jinja2) computation failed: the error is raised when it is used.
   std::string deferred_error;
+  // repr() of a range, e.g. "range(0, 4)".
+  std::string range_repr;
   bool is_iterator() const { return view == "generator" || view == "list_reverseiterator"; }
 };
 

@@ -202,6 +202,9 @@ class Renderer {
       }
       Value r = Value::make_list(std::move(out));
       const_cast<List&>(*r.list).view = "range";
+      const_cast<List&>(*r.list).range_repr =
+          "range(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) +
+          (v[2] != 1 ? ", " + std::to_string(v[2]) : std::string()) + ")";
       return r;
     });
   }

@@ -372,6 +372,11 @@ std::string repr(const Value& v) {
     case Kind::Str:
       return str_repr(v.s);
     case Kind::List: {
+      if (v.list->view == "range") return v.list->range_repr;
+      if (v.list->view.rfind("dict_", 0) == 0) {
+        Value plain = Value::make_list(v.list->items);
+        return v.list->view + "(" + repr(plain) + ")";
+      }
       if (!v.list->view.empty()) {
         fail("cannot reproduce Python's repr() of a " + v.list->view +
              " object (convert it with |list first)");
