@@ -255,6 +255,9 @@ TEST(Jinja, LimitsAreClearErrors) {
       error_of("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").find("holding itself"),
       std::string::npos);
   EXPECT_NE(error_of("{{ [1, 2] * 9223372036854775807 }}").find("limit"), std::string::npos);
+  EXPECT_NE(error_of("{{ 'a\\nb' | indent(9223372036854775807) }}").find("limit"),
+            std::string::npos);
+  EXPECT_EQ(R("{{ 'a\\nb' | indent(1500) }}"), "a\n" + std::string(1500, ' ') + "b");
   lim = {};
   lim.max_template_bytes = 10;
   EXPECT_NE(error_of("{{ 'this is long' }}", ojson::object(), lim).find("limit"),
@@ -267,6 +270,18 @@ TEST(Jinja, MarkupFromSafeIsRefusedWhereItWouldEscape) {
   EXPECT_NE(error_of("{{ 'a'|safe * 2 }}").find("Markup"), std::string::npos);
   EXPECT_NE(error_of("{{ ('a'|safe).upper() }}").find("Markup"), std::string::npos);
   EXPECT_EQ(R("{{ '<b>'|safe }}{{ '<b>'|safe ~ '<i>' }}{{ '<b>'|safe|length }}"), "<b><b><i>3");
+}
+
+TEST(Jinja, InvalidUtf8NeverCrashes) {
+  // bytes that are not UTF-8 in the template and in the context render or fail cleanly
+  std::string bad = "a\xff\xfe{{ s }}\xc3{{ s | length }}{{ s[1] }}{{ s | tojson }}{{ s.upper() }}";
+  try {
+    std::string out = omni::jinja::render(bad, {{"s", "x\xffy"}});
+    EXPECT_EQ(out.substr(0, 3), "a\xff\xfe");
+  } catch (const InputError&) {
+  } catch (const nlohmann::json::exception&) {
+  }
+  SUCCEED();
 }
 
 TEST(Jinja, ReprItCannotReproduceIsAnError) {

@@ -121,8 +121,8 @@ Value do_tojson(const Value& v, const CallArgs& a) {
   Value indent = a.get_or(1, "indent", Value::none());
   if (indent.kind == Kind::Int || indent.kind == Kind::Bool) {
     std::int64_t n = indent.kind == Kind::Bool ? indent.b : indent.i;
-    opt.indent = std::string(
-        static_cast<std::size_t>(std::max<std::int64_t>(0, std::min<std::int64_t>(n, 1000))), ' ');
+    check_size(static_cast<std::size_t>(std::max<std::int64_t>(0, n)));
+    opt.indent = std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, n)), ' ');
   } else if (indent.kind == Kind::Str) {
     opt.indent = indent.s;
   } else if (indent.kind != Kind::None) {
@@ -149,7 +149,8 @@ Value do_indent(const Value& v, const CallArgs& a) {
   if (width.kind == Kind::Str) {
     ind = width.s;
   } else if (width.kind == Kind::Int) {
-    ind = std::string(static_cast<std::size_t>(std::clamp<std::int64_t>(width.i, 0, 1000)), ' ');
+    check_size(static_cast<std::size_t>(std::max<std::int64_t>(0, width.i)));
+    ind = std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, width.i)), ' ');
   } else {
     fail("indent: width must be an int or a string");
   }
