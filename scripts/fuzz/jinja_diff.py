@@ -54,7 +54,7 @@ def stmt(d=0):
     if r < 0.9: return f"{o} macro mac(a, b=2) {c}{body(d+1)}{{{{ a }}}}{o} endmacro {c}{{{{ mac({expr()}) }}}}{{{{ mac(1, b={expr()}) }}}}"
     return ws() + "text " + rng.choice(["é", "🙂", "{", "}", "%"]) + ws()
 def body(d): return "".join(stmt(d) for _ in range(rng.randint(1, 3)))
-p = subprocess.Popen([sys.argv[3] if len(sys.argv) > 3 else "/tmp/jfuzz/driver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+p = subprocess.Popen([sys.argv[3] if len(sys.argv) > 3 else "/tmp/jinja_driver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 stats = {"same": 0, "both_err": 0, "we_err": 0, "they_err": 0, "diff": 0, "crash": 0}
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 for i in range(N):
