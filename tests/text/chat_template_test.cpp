@@ -301,6 +301,15 @@ TEST(ChatTemplate, ContextDropsNullsAndAliasesReasoning) {
   EXPECT_EQ(m.begin().key(), "thinking");
   EXPECT_EQ(m["reasoning_content"], "r");
   EXPECT_TRUE(ctx["tools"].is_null());
+  // a processor turns OpenAI image_url blocks into HF image blocks; a tokenizer does not
+  ojson vis = ojson::parse(R"([{"role": "user", "content": [{"type": "image_url",
+                               "image_url": {"url": "http://x/a.png"}}, {"type": "text", "text": "t"}]}])");
+  omni::jinja::ChatTemplateOptions popt;
+  popt.processor = true;
+  EXPECT_EQ(omni::jinja::chat_template_context(vis, popt)["messages"][0]["content"][0],
+            ojson::parse(R"({"type": "image", "url": "http://x/a.png"})"));
+  EXPECT_EQ(omni::jinja::chat_template_context(vis, {})["messages"][0]["content"][0]["type"],
+            "image_url");
   EXPECT_THROW(omni::jinja::chat_template_context(ojson::array(), {}), InputError);
   EXPECT_THROW(omni::jinja::chat_template_context(ojson::array({1}), {}), InputError);
 }

@@ -43,6 +43,16 @@ ojson chat_template_context(const ojson& messages, const ChatTemplateOptions& op
       aliased["reasoning_content"] = r;
       msg = std::move(aliased);
     }
+    if (options.processor && msg.contains("content") && msg["content"].is_array()) {
+      for (auto& block : msg["content"]) {
+        if (block.is_object() && block.value("type", "") == "image_url" &&
+            block.contains("image_url")) {
+          const ojson& info = block["image_url"];
+          ojson url = info.is_object() ? info.value("url", ojson("")) : info;
+          block = ojson{{"type", "image"}, {"url", url}};
+        }
+      }
+    }
     chat.push_back(std::move(msg));
   }
   ojson ctx = ojson::object();

@@ -30,6 +30,10 @@ struct ChatTemplateOptions {
   // Further template variables (transformers' **kwargs), e.g. enable_thinking, add_vision_id.
   // They override special tokens of the same name.
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  // Normalise as a processor's apply_chat_template does (Qwen2-VL / Qwen2.5-Omni processors):
+  // OpenAI-style {"type": "image_url", "image_url": {"url": u}} content blocks become
+  // {"type": "image", "url": u}. A tokenizer's apply_chat_template leaves them alone.
+  bool processor = false;
 };
 
 // The context transformers' apply_chat_template renders a conversation with
