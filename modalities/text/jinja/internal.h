@@ -246,7 +246,11 @@ struct Node {
   std::vector<NodeP> kids;
   std::vector<std::string> ops;  // Compare operators; Call/Filter/Test keyword names (see nkw)
   std::size_t nkw = 0;           // Call/Filter/Test: the last nkw kids are keyword arguments
-  bool flag = false;             // If: has else; For: has else; Slice parts present bits in ops
+  // For the body of a scope (template, loop body, block set, macro, generation): names the scope
+  // assigns at its top level before it reads them. jinja2 binds such a name to the scope, so a
+  // nested scope that reads it before the assignment sees Undefined, not the outer value.
+  std::vector<std::string> pending;
+  bool flag = false;  // If: has else; For: has else; Slice parts present bits in ops
   Node(NK k, int l, int c) : kind(k), line(l), col(c) {}
 };
 

@@ -763,6 +763,96 @@ class Parser {
   }
 };
 
+// jinja2's symbol tracking, reduced to what changes output: for each scope body, the names whose
+// first use in the scope (in source order, not looking into nested scopes) is an assignment by a
+// top-level statement of the scope ({% set %}, block set, macro). An assignment inside an if
+// branch does not count (jinja2 resolves the outer value before the branch).
+void scan_loads(const Node& e, std::set<std::string>& seen) {
+  if (e.kind == NK::Name) seen.insert(e.name);
+  if (e.kind == NK::NsRef) seen.insert(e.name);
+  for (const auto& k : e.kids) {
+    if (k) scan_loads(*k, seen);
+  }
+}
+
+void scan_store(const Node& target, bool top, std::set<std::string>& seen,
+                std::vector<std::string>& pending) {
+  if (target.kind == NK::NsRef) {
+    seen.insert(target.name);
+    return;
+  }
+  if (target.kind == NK::TupleLit) {
+    for (const auto& k : target.kids) scan_store(*k, top, seen, pending);
+    return;
+  }
+  if (!seen.count(target.name)) {
+    seen.insert(target.name);
+    if (top) pending.push_back(target.name);
+  }
+}
+
+void mark_scopes(Node& body, const std::set<std::string>& outer_declared, bool root);
+
+void scan_body(Node& body, bool top, std::set<std::string>& seen, std::vector<std::string>& pending,
+               std::vector<Node*>& nested) {
+  for (auto& st : body.kids) {
+    Node& s = *st;
+    switch (s.kind) {
+      case NK::Output:
+        scan_loads(*s.kids[0], seen);
+        break;
+      case NK::If:
+        for (std::size_t k = 0; k < s.kids.size(); ++k) {
+          bool is_body = (k % 2 == 1) || (s.flag && k + 1 == s.kids.size());
+          if (is_body)
+            scan_body(*s.kids[k], false, seen, pending, nested);
+          else
+            scan_loads(*s.kids[k], seen);
+        }
+        break;
+      case NK::For:
+        scan_loads(*s.kids[1], seen);
+        nested.push_back(s.kids[2].get());
+        break;
+      case NK::Set:
+        scan_loads(*s.kids[1], seen);
+        scan_store(*s.kids[0], top, seen, pending);
+        break;
+      case NK::SetBlock:
+        nested.push_back(s.kids[1].get());
+        scan_store(*s.kids[0], top, seen, pending);
+        break;
+      case NK::Macro: {
+        nested.push_back(s.kids[0].get());
+        Node name(NK::Name, 0, 0);
+        name.name = s.name;
+        scan_store(name, top, seen, pending);
+        break;
+      }
+      case NK::Body:
+        if (s.flag) nested.push_back(s.kids[0].get());
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// A nested scope's pending name is dropped when an enclosing scope uses the name at all: jinja2
+// then starts the nested scope's variable from the enclosing one's instead of from "missing".
+void mark_scopes(Node& body, const std::set<std::string>& outer_declared, bool root) {
+  std::set<std::string> seen;
+  std::vector<Node*> nested;
+  body.pending.clear();
+  scan_body(body, true, seen, body.pending, nested);
+  if (!root) {
+    std::erase_if(body.pending, [&](const std::string& n) { return outer_declared.count(n) > 0; });
+  }
+  std::set<std::string> declared = outer_declared;
+  declared.insert(seen.begin(), seen.end());
+  for (Node* n : nested) mark_scopes(*n, declared, false);
+}
+
 // Nodes carry the token's byte offset in `line` until here; convert to line:column.
 void fix_positions(Node& n, const std::vector<std::size_t>& ls, const std::string& src) {
   auto [l, c] = line_col(ls, src, static_cast<std::size_t>(n.line));
@@ -795,6 +885,7 @@ Parsed parse(const std::string& source, const Limits& limits, const std::string&
                      e.message);
   }
   fix_positions(*out.root, out.line_starts, src);
+  mark_scopes(*out.root, {}, true);
   return out;
 }
 

@@ -20,15 +20,29 @@ namespace {
 struct Frame {
   std::unordered_map<std::string, Value> vars;
   std::shared_ptr<Frame> parent;
+  // Names this scope assigns before reading them (Node::pending): until assigned they are
+  // Undefined here and in nested scopes, as jinja2 binds them to this scope.
+  const std::vector<std::string>* pending = nullptr;
   const Value* find(const std::string& name) const {
     for (const Frame* f = this; f; f = f->parent.get()) {
       auto it = f->vars.find(name);
       if (it != f->vars.end()) return &it->second;
+      if (f->pending &&
+          std::find(f->pending->begin(), f->pending->end(), name) != f->pending->end()) {
+        return nullptr;
+      }
     }
     return nullptr;
   }
 };
 using FrameP = std::shared_ptr<Frame>;
+
+FrameP child_frame(const FrameP& parent, const Node* scope) {
+  auto f = std::make_shared<Frame>();
+  f->parent = parent;
+  if (scope) f->pending = &scope->pending;
+  return f;
+}
 
 enum class Flow { Normal, Break, Continue };
 
@@ -70,18 +84,19 @@ class Renderer {
   Renderer(const Template::Impl& t) : t_(t), lim_(t.limits) {}
 
   std::string run(const nlohmann::ordered_json& context) {
-    auto root = std::make_shared<Frame>();
-    install_globals(*root);
+    auto globals = std::make_shared<Frame>();  // the context and the globals
+    install_globals(*globals);
     if (!context.is_object() && !context.is_null()) {
       throw InputError(t_.origin + ": the render context must be a JSON object");
     }
     try {
       if (context.is_object()) {
-        for (const auto& [k, v] : context.items()) root->vars[k] = from_json(v);
+        for (const auto& [k, v] : context.items()) globals->vars[k] = from_json(v);
       }
     } catch (const Fail& f) {
       throw InputError(t_.origin + ": " + f.message);
     }
+    FrameP root = child_frame(globals, t_.parsed.root.get());
     root_ = root;
     struct ClearNamespaces {
       Renderer& r;
@@ -246,9 +261,7 @@ class Renderer {
       }
       case NK::Body: {
         if (!n.flag) return exec_body(n, f, out);
-        auto inner = std::make_shared<Frame>();
-        inner->parent = f;
-        exec_body(*n.kids[0], inner, out);
+        exec_body(*n.kids[0], child_frame(f, n.kids[0].get()), out);
         return Flow::Normal;
       }
       case NK::If: {
@@ -268,7 +281,7 @@ class Renderer {
       }
       case NK::SetBlock: {
         std::string captured;
-        exec_body(*n.kids[1], f, captured);
+        exec_body(*n.kids[1], child_frame(f, n.kids[1].get()), captured);
         Value v = Value::str(std::move(captured));
         if (n.kids[2]) v = eval_filter_chain(*n.kids[2], v, f);
         assign(*n.kids[0], v, f);
@@ -326,8 +339,7 @@ class Renderer {
         loop->next = items[static_cast<std::size_t>(i + 1)];
         loop->has_next = true;
       }
-      auto frame = std::make_shared<Frame>();
-      frame->parent = f;
+      FrameP frame = child_frame(f, n.kids[2].get());
       frame->vars["loop"] = Value::object(loop);
       assign(target, items[static_cast<std::size_t>(i)], frame);
       Flow fl = exec_body(*n.kids[2], frame, out);
@@ -391,8 +403,7 @@ class Renderer {
         fail("macro '" + node->name + "' takes not more than " + std::to_string(params.size()) +
              " argument(s)");
       }
-      auto frame = std::make_shared<Frame>();
-      frame->parent = parent;
+      FrameP frame = child_frame(parent, node->kids[0].get());
       std::size_t first_default = params.size() - node->nkw;
       for (std::size_t i = 0; i < params.size(); ++i) {
         const Value* v = i < a.pos.size() ? &a.pos[i] : nullptr;
