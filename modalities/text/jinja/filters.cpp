@@ -574,8 +574,11 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& a) {
   if (name == "number") return noargs(), v.is_number();
   if (name == "string") return noargs(), v.kind == Kind::Str;
   if (name == "mapping") return noargs(), v.kind == Kind::Dict;
+  // jinja2's LoopContext is iterable and callable (loop(...) of recursive loops)
+  bool loop_ctx = v.kind == Kind::Object && v.obj->type_name() == "LoopContext";
   if (name == "iterable") {
     noargs();
+    if (loop_ctx) return true;
     return v.kind == Kind::Str || v.kind == Kind::List || v.kind == Kind::Dict || v.is_undefined();
   }
   if (name == "sequence") {
@@ -583,7 +586,7 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& a) {
     if (v.kind == Kind::List && !v.list->view.empty()) return v.list->view == "range";
     return v.kind == Kind::Str || v.kind == Kind::List || v.kind == Kind::Dict || v.is_undefined();
   }
-  if (name == "callable") return noargs(), v.kind == Kind::Callable;
+  if (name == "callable") return noargs(), v.kind == Kind::Callable || loop_ctx;
   if (name == "lower" || name == "upper") {
     noargs();
     CallArgs none;
