@@ -586,7 +586,8 @@ bool apply_test(const std::string& name, const Value& v, CallArgs& a) {
     if (v.kind == Kind::List && !v.list->view.empty()) return v.list->view == "range";
     return v.kind == Kind::Str || v.kind == Kind::List || v.kind == Kind::Dict || v.is_undefined();
   }
-  if (name == "callable") return noargs(), v.kind == Kind::Callable || loop_ctx;
+  // Undefined has __call__ (that raises), so jinja2 calls it callable
+  if (name == "callable") return noargs(), v.kind == Kind::Callable || loop_ctx || v.is_undefined();
   if (name == "lower" || name == "upper") {
     noargs();
     CallArgs none;
