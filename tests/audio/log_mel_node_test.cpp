@@ -174,6 +174,9 @@ TEST(LogMelNode, RejectsOtherRatesAndBadParams) {
     ADD_FAILURE() << "expected RunError";
   } catch (const RunError& e) {
     EXPECT_NE(std::string(e.what()).find("16000"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::kInput) << e.what();  // bad input, not a bug
+    const std::string m = e.what();
+    EXPECT_EQ(m.find("LogMel"), m.rfind("LogMel")) << "one context prefix: " << m;
   }
   plan.rate = 16000;
   EXPECT_THROW(run_log_mel(plan, {{"n_mels", 64}}), Error);
