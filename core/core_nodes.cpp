@@ -13,9 +13,8 @@
 
 namespace omni {
 
-namespace {
 // Sleeps in slices so cancellation is noticed promptly.
-void sleep_us(int64_t us, const Context& ctx) {
+void sleep_interruptible(int64_t us, const Context& ctx) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
   while (!ctx.stop_requested()) {
     const auto now = std::chrono::steady_clock::now();
@@ -24,7 +23,6 @@ void sleep_us(int64_t us, const Context& ctx) {
         std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(10)));
   }
 }
-}  // namespace
 
 Contract CountingSource::contract() {
   return Contract()
@@ -60,7 +58,7 @@ void CountingSource::open(Context& ctx) {
 Flow CountingSource::process(Context& ctx) {
   for (int64_t b = 0; b < burst_; ++b) {
     if ((count_ >= 0 && i_ >= count_) || ctx.stop_requested()) return Flow::kDone;
-    if (interval_us_ > 0 && i_ > 0) sleep_us(interval_us_, ctx);
+    if (interval_us_ > 0 && i_ > 0) sleep_interruptible(interval_us_, ctx);
     const Timestamp ts(ts_start_ + i_ * ts_step_);
     if (skip_every_ > 0 && (i_ + 1) % skip_every_ == 0) {
       ctx.set_bound(0, ts.next());
@@ -81,7 +79,7 @@ Contract PassThrough::contract() {
 }
 void PassThrough::open(Context& ctx) { sleep_us_ = ctx.params().get_int("sleep_us"); }
 Flow PassThrough::process(Context& ctx) {
-  if (sleep_us_ > 0) sleep_us(sleep_us_, ctx);
+  if (sleep_us_ > 0) sleep_interruptible(sleep_us_, ctx);
   ctx.emit(0, ctx.input(0));
   return Flow::kContinue;
 }

@@ -66,6 +66,9 @@ class Zip : public Node {
   bool require_all_ = false;
 };
 
+// Sleeps `us` microseconds in slices, returning early once the graph is asked to stop.
+void sleep_interruptible(int64_t us, const Context& ctx);
+
 // Writes one JSON object per packet: {"stream", "ts_us", "payload"}.
 class JsonlWriter : public Node {
  public:

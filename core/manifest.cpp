@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/core_nodes.h"
 #include "core/error.h"
 #include "core/json_codec.h"
 #include "core/registry.h"
@@ -19,16 +20,6 @@ namespace {
 std::mutex g_feed_mutex;
 std::shared_ptr<ItemFeed> g_feed;
 
-// Sleeps in slices so cancellation is noticed promptly.
-void sleep_us(int64_t us, const Context& ctx) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-  while (!ctx.stop_requested()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= end) break;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(10)));
-  }
-}
 }  // namespace
 
 void install_item_feed(std::shared_ptr<ItemFeed> feed) {
@@ -247,7 +238,7 @@ Flow ItemWork::process(Context& ctx) {
     const auto& v = item.value;
     if (!cost_field_.empty() && v.contains(cost_field_) && v[cost_field_].is_number())
       us += static_cast<int64_t>(v[cost_field_].get<double>() * 1000.0);
-    if (us > 0) sleep_us(us, ctx);
+    if (us > 0) sleep_interruptible(us, ctx);
     std::string error;
     if (check_file_ && v.contains("file")) {
       if (!v["file"].is_string()) {

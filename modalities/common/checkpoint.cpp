@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "modalities/common/checkpoint_inspect.h"
+#include "modalities/common/weights.h"
 
 namespace omni {
 namespace {
@@ -26,14 +27,6 @@ constexpr uint64_t kMaxConfigBytes = 16ull << 20;
 constexpr uint64_t kMaxIndexBytes = 64ull << 20;
 // Problems listed per category in one error message.
 constexpr size_t kMaxListed = 20;
-
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 bool starts_with(const std::string& s, const std::string& p) {
   return s.size() >= p.size() && s.compare(0, p.size(), p) == 0;

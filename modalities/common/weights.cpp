@@ -11,14 +11,6 @@
 namespace omni {
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << "]";
-  return o.str();
-}
-
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -26,6 +18,14 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 }  // namespace
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
+  o << "]";
+  return o.str();
+}
 
 void load_weights(torch::nn::Module& module, const SafeTensorsFile& file,
                   const std::string& prefix) {

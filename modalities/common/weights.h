@@ -15,5 +15,7 @@ void load_weights(torch::nn::Module& module, const SafeTensorsFile& file,
                   const std::string& prefix = "");
 // The module's parameters and buffers by name (with `prefix`), for save_safetensors.
 TensorMap module_tensors(const torch::nn::Module& module, const std::string& prefix = "");
+// A shape as "[2,3]" (for error messages).
+std::string shape_str(at::IntArrayRef s);
 
 }  // namespace omni

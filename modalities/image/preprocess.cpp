@@ -40,16 +40,8 @@ PreprocessOptions PreprocessOptions::defaults_for(PreprocessMode mode) {
   return o;
 }
 
-std::pair<int, int> smart_resize(int height, int width, int factor, int64_t min_pixels,
-                                 int64_t max_pixels) {
-  if (factor <= 0 || height < factor || width < factor) {
-    throw InputError("smart_resize: image " + std::to_string(width) + "x" + std::to_string(height) +
-                     " is smaller than the factor " + std::to_string(factor) + " on a side");
-  }
-  if (static_cast<double>(std::max(height, width)) / std::min(height, width) > 200) {
-    throw InputError("smart_resize: aspect ratio of " + std::to_string(width) + "x" +
-                     std::to_string(height) + " exceeds 200");
-  }
+std::pair<int, int> smart_resize_sides(int height, int width, int factor, int64_t min_pixels,
+                                       int64_t max_pixels) {
   const double f = factor;
   // std::nearbyint rounds half to even in the default rounding mode, as Python's round() does.
   int64_t h = static_cast<int64_t>(std::nearbyint(height / f)) * factor;
@@ -64,6 +56,19 @@ std::pair<int, int> smart_resize(int height, int width, int factor, int64_t min_
     w = static_cast<int64_t>(std::ceil(width * beta / f)) * factor;
   }
   return {static_cast<int>(h), static_cast<int>(w)};
+}
+
+std::pair<int, int> smart_resize(int height, int width, int factor, int64_t min_pixels,
+                                 int64_t max_pixels) {
+  if (factor <= 0 || height < factor || width < factor) {
+    throw InputError("smart_resize: image " + std::to_string(width) + "x" + std::to_string(height) +
+                     " is smaller than the factor " + std::to_string(factor) + " on a side");
+  }
+  if (static_cast<double>(std::max(height, width)) / std::min(height, width) > 200) {
+    throw InputError("smart_resize: aspect ratio of " + std::to_string(width) + "x" +
+                     std::to_string(height) + " exceeds 200");
+  }
+  return smart_resize_sides(height, width, factor, min_pixels, max_pixels);
 }
 
 std::pair<int, int> preprocess_resize_size(int height, int width, const PreprocessOptions& o) {

@@ -34,6 +34,10 @@ struct PreprocessOptions {
   std::array<float, 3> std = kClipStd;
 };
 
+// The rounding and pixel-bound rule of Qwen2-VL's smart_resize without its input checks (callers
+// check sizes as their reference does): sides multiples of `factor`, h*w within the bounds.
+std::pair<int, int> smart_resize_sides(int height, int width, int factor, int64_t min_pixels,
+                                       int64_t max_pixels);
 // Qwen2-VL's smart_resize: returns (height, width). Rounds half to even like Python's round().
 // Throws InputError for sides below `factor` or an aspect ratio above 200.
 std::pair<int, int> smart_resize(int height, int width, int factor, int64_t min_pixels,

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "modalities/common/preprocessor_config.h"
 #include "modalities/image/pil_resize.h"
+#include "modalities/image/preprocess.h"
 #include "modalities/image/torch_resize.h"
 
 namespace omni {
@@ -229,20 +230,7 @@ std::pair<int, int> qwen_smart_resize(int height, int width, int factor, int64_t
                                       int64_t max_pixels) {
   if (factor <= 0) throw ConfigError("qwen smart_resize: factor must be positive");
   check_ratio("qwen smart_resize", height, width);
-  const double f = factor;
-  // std::nearbyint rounds half to even like Python's round().
-  int64_t h = static_cast<int64_t>(std::nearbyint(height / f)) * factor;
-  int64_t w = static_cast<int64_t>(std::nearbyint(width / f)) * factor;
-  if (h * w > max_pixels) {
-    const double beta = std::sqrt(static_cast<double>(height) * width / max_pixels);
-    h = std::max<int64_t>(factor, static_cast<int64_t>(std::floor(height / beta / f)) * factor);
-    w = std::max<int64_t>(factor, static_cast<int64_t>(std::floor(width / beta / f)) * factor);
-  } else if (h * w < min_pixels) {
-    const double beta = std::sqrt(static_cast<double>(min_pixels) / (double(height) * width));
-    h = static_cast<int64_t>(std::ceil(height * beta / f)) * factor;
-    w = static_cast<int64_t>(std::ceil(width * beta / f)) * factor;
-  }
-  return {static_cast<int>(h), static_cast<int>(w)};
+  return smart_resize_sides(height, width, factor, min_pixels, max_pixels);
 }
 
 std::pair<int, int> qwen_image_size(int height, int width, const QwenVisionOptions& o) {
