@@ -152,22 +152,42 @@ Contract JsonlWriter::contract() {
       .param("flush", false, "flush after every line")
       .policy(InputPolicy::kImmediate);
 }
-JsonlWriter::~JsonlWriter() {
+OutputFile::~OutputFile() {
   if (f_ && own_) std::fclose(f_);
 }
-void JsonlWriter::open(Context& ctx) {
-  path_ = ctx.params().get_string("path");
-  flush_ = ctx.params().get_bool("flush");
-  stream_ = ctx.params().get_string("stream");
-  if (stream_.empty()) stream_ = ctx.input_stream(0);
+void OutputFile::open(const std::string& path) {
+  close();
+  path_ = path;
   if (path_ == "-" || path_.empty()) {
     f_ = stdout;
     own_ = false;
-  } else {
-    f_ = std::fopen(path_.c_str(), "w");
-    if (!f_) throw InputError("cannot open '" + path_ + "' for writing: " + std::strerror(errno));
-    own_ = true;
+    return;
   }
+  f_ = std::fopen(path_.c_str(), "w");
+  if (!f_) throw InputError("cannot open '" + path_ + "' for writing: " + std::strerror(errno));
+  own_ = true;
+}
+void OutputFile::write(const std::string& data, bool flush) {
+  if (std::fwrite(data.data(), 1, data.size(), f_) != data.size() ||
+      (flush && std::fflush(f_) != 0))
+    throw InputError("write to '" + path_ + "' failed: " + std::strerror(errno));
+}
+void OutputFile::close() {
+  if (!f_) return;
+  std::FILE* f = f_;
+  f_ = nullptr;
+  if (own_) {
+    if (std::fclose(f) != 0) throw InputError("closing '" + path_ + "' failed");
+  } else {
+    std::fflush(f);
+  }
+}
+
+void JsonlWriter::open(Context& ctx) {
+  flush_ = ctx.params().get_bool("flush");
+  stream_ = ctx.params().get_string("stream");
+  if (stream_.empty()) stream_ = ctx.input_stream(0);
+  out_.open(ctx.params().get_string("path"));
 }
 Flow JsonlWriter::process(Context& ctx) {
   const Packet& p = ctx.input(0);
@@ -178,20 +198,10 @@ Flow JsonlWriter::process(Context& ctx) {
   // Payloads may carry arbitrary bytes (e.g. text sampled from an untrained model): invalid UTF-8
   // is written as U+FFFD rather than failing the graph.
   const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
-    throw InputError("write to '" + path_ + "' failed");
-  if (flush_) std::fflush(f_);
+  out_.write(line, flush_);
   return Flow::kContinue;
 }
-void JsonlWriter::close(Context&) {
-  if (!f_) return;
-  if (own_) {
-    if (std::fclose(f_) != 0) throw InputError("closing '" + path_ + "' failed");
-  } else {
-    std::fflush(f_);
-  }
-  f_ = nullptr;
-}
+void JsonlWriter::close(Context&) { out_.close(); }
 
 Contract Discard::contract() {
   return Contract()

@@ -69,19 +69,37 @@ class Zip : public Node {
 // Sleeps `us` microseconds in slices, returning early once the graph is asked to stop.
 void sleep_interruptible(int64_t us, const Context& ctx);
 
+// The output file of a writer node: '-' (or empty) is standard output, flushed but never closed;
+// anything else is created (truncated). Every failure is an InputError naming the path.
+class OutputFile {
+ public:
+  OutputFile() = default;
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  ~OutputFile();
+  void open(const std::string& path);
+  void write(const std::string& data, bool flush);
+  void close();
+  bool is_open() const { return f_ != nullptr; }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  bool own_ = false;
+};
+
 // Writes one JSON object per packet: {"stream", "ts_us", "payload"}.
 class JsonlWriter : public Node {
  public:
   static Contract contract();
-  ~JsonlWriter() override;
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
   void close(Context& ctx) override;
 
  private:
-  std::FILE* f_ = nullptr;
-  bool own_ = false, flush_ = false;
-  std::string stream_, path_;
+  OutputFile out_;
+  bool flush_ = false;
+  std::string stream_;
 };
 
 // Consumes and discards packets (benchmarks, tests).

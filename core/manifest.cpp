@@ -118,22 +118,9 @@ Contract RecordWriter::contract() {
       .policy(InputPolicy::kImmediate);
 }
 
-RecordWriter::~RecordWriter() {
-  if (f_ && own_) std::fclose(f_);
-}
-
 void RecordWriter::open(Context& ctx) {
   feed_ = installed_item_feed();
-  if (feed_) return;
-  path_ = ctx.params().get_string("path");
-  if (path_ == "-" || path_.empty()) {
-    f_ = stdout;
-    own_ = false;
-  } else {
-    f_ = std::fopen(path_.c_str(), "w");
-    if (!f_) throw InputError("cannot open '" + path_ + "' for writing: " + std::strerror(errno));
-    own_ = true;
-  }
+  if (!feed_) out_.open(ctx.params().get_string("path"));
 }
 
 std::vector<nlohmann::ordered_json> RecordWriter::records_of(const Packet& p) {
@@ -184,22 +171,11 @@ Flow RecordWriter::process(Context& ctx) {
   std::string group;
   for (const auto& r : records)
     group += r.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
-  if (std::fwrite(group.data(), 1, group.size(), f_) != group.size() || std::fflush(f_) != 0)
-    throw InputError("write to '" + path_ + "' failed: " + std::strerror(errno));
+  out_.write(group, true);
   return Flow::kContinue;
 }
 
-void RecordWriter::close(Context&) {
-  if (!f_) return;
-  if (own_) {
-    const int rc = std::fclose(f_);
-    f_ = nullptr;
-    if (rc != 0) throw InputError("closing '" + path_ + "' failed");
-  } else {
-    std::fflush(f_);
-    f_ = nullptr;
-  }
-}
+void RecordWriter::close(Context&) { out_.close(); }
 
 // ---- ItemWork ----
 

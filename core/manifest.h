@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/core_nodes.h"
 #include "core/node.h"
 
 namespace omni {
@@ -84,7 +85,6 @@ class ManifestSource : public Node {
 class RecordWriter : public Node {
  public:
   static Contract contract();
-  ~RecordWriter() override;
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
   void close(Context& ctx) override;
@@ -95,9 +95,7 @@ class RecordWriter : public Node {
 
  private:
   std::shared_ptr<ItemFeed> feed_;
-  std::FILE* f_ = nullptr;
-  bool own_ = false;
-  std::string path_;
+  OutputFile out_;
 };
 
 // A stand-in for per-line work (tests, benchmarks, scaling figures): waits `sleep_us` plus the

@@ -16,25 +16,15 @@
 #include "core/record_file.h"
 #include "core/registry.h"
 #include "dist/manifest_run.h"
+#include "tests/dist/dist_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace omni;
 
 namespace {
 
-fs::path test_dir(const std::string& name) {
-  const fs::path d = fs::path(OMNI_BINARY_DIR) / "dist_manifest_test" / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+fs::path test_dir(const std::string& name) { return test::fresh_dir("dist_manifest_test", name); }
+using test::slurp;
 
 std::vector<nlohmann::json> records(const fs::path& p) {
   std::vector<nlohmann::json> out;

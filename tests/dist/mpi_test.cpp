@@ -21,25 +21,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/dist/dist_test_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
 const std::string kSrc = OMNI_SOURCE_DIR;
 
-fs::path test_dir(const std::string& name) {
-  const fs::path d = fs::path(OMNI_BINARY_DIR) / "dist_mpi_test" / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+fs::path test_dir(const std::string& name) { return omni::test::fresh_dir("dist_mpi_test", name); }
+using omni::test::slurp;
 
 int64_t count_lines(const fs::path& p) {
   const std::string s = slurp(p);
