@@ -16,7 +16,7 @@
 #include "core/record_file.h"
 #include "core/registry.h"
 #include "dist/manifest_run.h"
-#include "tests/dist/dist_test_util.h"
+#include "dist_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

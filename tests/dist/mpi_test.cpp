@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/dist/dist_test_util.h"
+#include "dist_test_util.h"
 
 namespace fs = std::filesystem;
 
