@@ -17,14 +17,6 @@ void fail_undefined(const Value& u) { fail(u.s.empty() ? "value is undefined" : 
 
 namespace {
 
-std::uint32_t cp_of(const std::string& ch) {
-  auto c = static_cast<unsigned char>(ch[0]);
-  if (ch.size() == 1) return c;
-  std::uint32_t cp = c & (0x3F >> (ch.size() - 1));
-  for (std::size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (ch[k] & 0x3F);
-  return cp;
-}
-
 // Characters without case (CJK, Hangul, kana, emoji and symbols): case methods leave them alone.
 // Other non-ASCII characters are refused by the case methods rather than guessed.
 void check_caseless(const std::string& ch, const char* what) {

@@ -158,6 +158,8 @@ std::int64_t py_len(const Value& v);
 std::vector<Value> iterate(const Value& v);  // list items, dict keys, str code points
 Value make_iterator(std::vector<Value> items, const char* view = "generator");
 std::vector<std::string> utf8_chars(const std::string& s);
+// The code point of one UTF-8 character (as utf8_chars splits them).
+std::uint32_t cp_of(const std::string& ch);
 Value from_json(const nlohmann::ordered_json& j, int depth = 0);
 struct JsonOptions {
   bool ensure_ascii = false;

@@ -302,7 +302,6 @@ std::vector<std::string> utf8_chars(const std::string& s) {
   return out;
 }
 
-namespace {
 std::uint32_t cp_of(const std::string& ch) {
   auto c = static_cast<unsigned char>(ch[0]);
   if (ch.size() == 1) return c;
@@ -310,6 +309,8 @@ std::uint32_t cp_of(const std::string& ch) {
   for (std::size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (ch[k] & 0x3F);
   return cp;
 }
+
+namespace {
 
 // Code points that Python's str.isprintable() accepts and that we are sure of; repr() of any
 // other non-ASCII character is refused rather than guessed.
