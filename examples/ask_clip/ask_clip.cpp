@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "dist/cli_flags.h"
 #include "dist/manifest_run.h"
 #include "models/shapes_voices/batch.h"
 #include "models/shapes_voices/pipeline.h"
@@ -24,10 +25,10 @@ namespace {
 
 struct BatchCli {
   std::string manifest, out = "-", summary, trace;
-  int workers = 0, torch_threads = 1, in_flight = 2;
+  int workers = 0, torch_threads = 1;
   int64_t vision_batch = 0;
-  bool no_share_prefix = false, no_batch_questions = false, quiet = false, resume = false,
-       coordinator_only = false;
+  bool no_share_prefix = false, no_batch_questions = false;
+  omni::dist::ManifestRunFlags run;  // --resume, --in-flight, --coordinator-only, --quiet
 };
 
 // One graph over the manifest in this process, or, under `mpirun -n N`, one per rank with the lines
@@ -41,10 +42,7 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
   omni::dist::ManifestRunOptions mo;
   mo.manifest = c.manifest;
   mo.out = c.out;
-  mo.resume = c.resume;
-  mo.in_flight = c.in_flight;
-  mo.coordinator_works = !c.coordinator_only;
-  mo.quiet = c.quiet;
+  c.run.apply(mo);
   mo.program = "ask_clip";
   mo.expected = [&pairs_of_line](int64_t index) {
     auto it = pairs_of_line.find(index);
@@ -97,7 +95,7 @@ int run_batch_cli(const BatchCli& c, const std::string& model_dir) {
     std::ofstream f(c.summary);
     f << full.dump(2) << "\n";
   }
-  if (!c.quiet) std::cerr << "ask_clip: " << j.dump() << "\n";
+  if (!c.run.quiet) std::cerr << "ask_clip: " << j.dump() << "\n";
   if (s.records + s.resume.kept_records != total)
     throw omni::RunError("wrote " + std::to_string(s.records + s.resume.kept_records) +
                          " records for " + std::to_string(total) + " pairs");
@@ -139,15 +137,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-batch-questions", batch.no_batch_questions,
                "--batch: answer a clip's questions one after another (default: as one batch)");
   app.add_option("--trace", batch.trace, "--batch: write a Chrome trace (Perfetto) here");
-  app.add_flag("--quiet", batch.quiet, "--batch: no progress or summary on stderr");
-  app.add_flag("--resume", batch.resume,
-               "--batch: keep the finished lines of an earlier, interrupted run's --out file and "
-               "answer the rest");
-  app.add_option("--in-flight", batch.in_flight,
-                 "--batch: manifest lines one process holds at once (running + queued)")
-      ->check(CLI::PositiveNumber);
-  app.add_flag("--coordinator-only", batch.coordinator_only,
-               "--batch under mpirun: rank 0 only hands out lines and writes records");
+  batch.run.add_to(app, "--batch");
   CLI11_PARSE(app, argc, argv);
 
   try {

@@ -11,6 +11,7 @@
 
 #include "core/graph.h"
 #include "core/interrupt.h"
+#include "dist/cli_flags.h"
 #include "dist/manifest_run.h"
 #include "nodes/all_nodes.h"
 #ifdef OMNI_WITH_MEDIA
@@ -37,8 +38,7 @@ struct RunArgs {
   std::string stats, trace;
   int workers = 0;
   // Manifest graphs (a ManifestSource): see dist/manifest_run.h.
-  bool resume = false, coordinator_only = false, quiet = false;
-  int in_flight = 2;
+  omni::dist::ManifestRunFlags flags;  // --resume, --in-flight, --coordinator-only, --quiet
   std::string summary;
 } g_run;
 
@@ -47,7 +47,7 @@ int run_manifest_graph(omni::Graph& graph, const omni::dist::ManifestGraph& m);
 int cmd_run(const Registry& reg) {
   auto graph = omni::load_graph(g_run.graph, reg, g_run.sets);
   if (auto m = omni::dist::manifest_of(graph->spec())) return run_manifest_graph(*graph, *m);
-  if (g_run.resume)
+  if (g_run.flags.resume)
     throw omni::ConfigError("--resume: graph '" + g_run.graph +
                             "' has no ManifestSource, so there is nothing to resume");
   omni::RunOptions opt;
@@ -83,10 +83,7 @@ int run_manifest_graph(omni::Graph& graph, const omni::dist::ManifestGraph& m) {
   omni::dist::ManifestRunOptions o;
   o.manifest = m.manifest;
   o.out = m.out;
-  o.resume = g_run.resume;
-  o.in_flight = g_run.in_flight;
-  o.coordinator_works = !g_run.coordinator_only;
-  o.quiet = g_run.quiet;
+  g_run.flags.apply(o);
   const int ranks = omni::dist::launched_world_size();
   const std::string suffix =
       ranks > 1 ? ".rank" + std::to_string(omni::dist::launched_rank()) : std::string();
@@ -111,7 +108,7 @@ int run_manifest_graph(omni::Graph& graph, const omni::dist::ManifestGraph& m) {
     if (error) std::rethrow_exception(error);
   });
   if (!s.coordinator) return 0;
-  if (!g_run.quiet) std::cerr << "omnipipe: summary: " << s.to_json().dump() << "\n";
+  if (!g_run.flags.quiet) std::cerr << "omnipipe: summary: " << s.to_json().dump() << "\n";
   if (!g_run.summary.empty()) {
     std::ofstream f(g_run.summary);
     if (!f) throw omni::InputError("cannot write summary file '" + g_run.summary + "'");
@@ -233,17 +230,9 @@ int main(int argc, char** argv) {
                     c->add_option("--workers", g_run.workers,
                                   "worker threads (0 = hardware concurrency)");
                     // Graphs with a ManifestSource (mpirun -n N omnipipe run ... scales out).
-                    c->add_flag("--resume", g_run.resume,
-                                "manifest graphs: keep the lines the RecordWriter's file already "
-                                "has, run the rest");
-                    c->add_option("--in-flight", g_run.in_flight,
-                                  "manifest graphs: lines one process holds at once")
-                        ->check(CLI::PositiveNumber);
-                    c->add_flag("--coordinator-only", g_run.coordinator_only,
-                                "manifest graphs under MPI: rank 0 hands out lines, runs none");
+                    g_run.flags.add_to(*c, "manifest graphs");
                     c->add_option("--summary", g_run.summary,
                                   "manifest graphs: write the run summary (per rank) JSON here");
-                    c->add_flag("--quiet", g_run.quiet, "manifest graphs: no progress on stderr");
                     return c;
                   },
                   [&reg] { return cmd_run(reg); }});
