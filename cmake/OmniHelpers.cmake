@@ -22,7 +22,8 @@ function(omni_add_test)
                                                OMNI_BINARY_DIR="${PROJECT_BINARY_DIR}")
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   # Tests of libtorch-facing modules reuse omni_common's precompiled <torch/torch.h>.
-  set(_torch_libs omni_common omni_text omni_image omni_audio omni_fusion omni_shapes)
+  set(_torch_libs omni_common omni_text omni_image omni_audio omni_fusion omni_shapes
+                 omni_qwen_omni)
   foreach(_lib ${T_LIBS})
     if(_lib IN_LIST _torch_libs AND TARGET omni_common)
       target_precompile_headers(${T_NAME} REUSE_FROM omni_common)
