@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -75,6 +76,8 @@ TEST(QwenGeneration, GreedyIdsAndStepLogitsMatchTransformers) {
   EXPECT_EQ(streamed, r.ids);
   EXPECT_FALSE(r.stopped_at_eos);
   ASSERT_TRUE(r.logits.defined());
+  std::printf("ids %s; step logits: max |ours - transformers| = %.3g\n", c10::str(r.ids).c_str(),
+              max_abs_diff(r.logits, fx("c_step_logits")));
   EXPECT_LE(max_abs_diff(r.logits, fx("c_step_logits")), kTol);
   // transformers' rope delta: max prompt position + 1 - prompt length (negative here: the image
   // block spans fewer positions than tokens).
@@ -100,6 +103,8 @@ TEST(QwenGeneration, FullRecomputeMatchesTheCachePath) {
   // transformers' positions.
   const at::Tensor all = at::cat({embeds, m->embed(ids.slice(1, 0, N - 1))}, 1);
   const at::Tensor full = m->forward(all, fx("c_full_pos"))[0];
+  std::printf("full recompute: max |ours - transformers| = %.3g\n",
+              max_abs_diff(full, fx("c_full_logits")));
   EXPECT_LE(max_abs_diff(full, fx("c_full_logits")), kTol);
   const GenerationResult r = generate(*m, embeds, fx("c_pos"), greedy(8));
   EXPECT_LE(max_abs_diff(full.slice(0, L - 1), r.logits), kTol);

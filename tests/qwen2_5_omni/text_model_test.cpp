@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -88,6 +89,8 @@ TEST(QwenTextModel, LogitsWithPlainPositions) {
   const at::Tensor ids = fx("a_ids");
   const at::Tensor out = m->forward(m->embed(ids), plain_positions(ids.size(0), ids.size(1)));
   EXPECT_EQ(out.scalar_type(), at::kFloat);
+  std::printf("plain positions: max |ours - transformers| = %.3g\n",
+              max_abs_diff(out, fx("a_logits")));
   EXPECT_LE(max_abs_diff(out, fx("a_logits")), kTol);
   // [3, L] positions are shared by the batch.
   const int64_t L = ids.size(1);
@@ -102,10 +105,37 @@ TEST(QwenTextModel, LogitsWithThreeDimensionalPositions) {
   const at::Tensor pos = fx("b_pos");
   ASSERT_FALSE(at::equal(pos[0], pos[1]));  // the axes differ inside the block
   const at::Tensor out = m->forward(m->embed(fx("b_ids")), pos);
+  std::printf("3-D positions: max |ours - transformers| = %.3g\n",
+              max_abs_diff(out, fx("b_logits")));
   EXPECT_LE(max_abs_diff(out, fx("b_logits")), kTol);
   // The same ids with plain positions give other logits: the positions matter.
   const at::Tensor plain = m->forward(m->embed(fx("b_ids")), plain_positions(1, pos.size(2)));
   EXPECT_GT(max_abs_diff(plain, fx("b_logits")), 1e-3);
+}
+
+TEST(QwenTextModel, EveryMropeSectionMatters) {
+  // The checkpoint's theta (1e6) turns the last frequency pairs of head_dim 8 by ~1e-4 rad per
+  // position: too little to show a wrong section. The same weights with theta 10 and sections
+  // [1, 1, 2] (transformers' module built with that rope config) turn every pair.
+  TextModelOptions o = TextModelOptions::from_config(*checkpoint()->tower_config("text"));
+  o.rope_theta = std::stod(testing::refs().metadata().at("f_rope_theta"));
+  o.mrope_section = nlohmann::json::parse(testing::refs().metadata().at("f_mrope_section"))
+                        .get<std::vector<int64_t>>();
+  ASSERT_EQ(o.mrope_section, (std::vector<int64_t>{1, 1, 2}));
+  TextModel m(o);
+  checkpoint()->load_into(*m, {"text."});
+  at::NoGradGuard g;
+  const at::Tensor out = m->forward(m->embed(fx("f_ids")), fx("f_pos"));
+  EXPECT_LE(max_abs_diff(out, fx("f_logits")), kTol);
+  // Any other split of the four pairs gives other logits.
+  for (const std::vector<int64_t>& other :
+       {std::vector<int64_t>{2, 1, 1}, {1, 2, 1}, {0, 2, 2}, {1, 0, 3}}) {
+    o.mrope_section = other;
+    TextModel w(o);
+    checkpoint()->load_into(*w, {"text."});
+    EXPECT_GT(max_abs_diff(w->forward(w->embed(fx("f_ids")), fx("f_pos")), fx("f_logits")), 1e-3)
+        << other[0] << other[1] << other[2];
+  }
 }
 
 TEST(QwenTextModel, KvCacheStepsMatchOneFullPass) {
@@ -139,10 +169,11 @@ TEST(QwenTextModel, Bfloat16MatchesTransformersBfloat16) {
   const at::Tensor a = m->forward(m->embed(fx("a_ids")), plain_positions(2, 11));
   const at::Tensor b = m->forward(m->embed(fx("b_ids")), fx("b_pos"));
   EXPECT_EQ(a.scalar_type(), at::kFloat);
-  // bf16 keeps 8 significant bits; the logits here are O(1). Our CPU kernels (libtorch 1.13,
-  // explicit attention with an fp32 softmax) and transformers' (torch 2.x SDPA) round
-  // differently inside matmuls, so the bound is a few bf16 steps of the largest logits, while
-  // bf16 against fp32 differs by more (printed for the record).
+  // Tolerance: 0.05 absolute. bf16 keeps 8 significant bits and these logits are O(1) (one bf16
+  // step in [1, 2) is 0.0078). Our CPU kernels (libtorch 1.13, explicit attention with an fp32
+  // softmax) and transformers' (torch 2.x SDPA) round differently inside the matmuls; observed:
+  // 0.0078 against transformers' bf16 logits, about the same against the fp32 ones. The bf16
+  // RMSNorm cast order is checked exactly in RmsNormCastOrderInBfloat16.
   const double da = max_abs_diff(a, fx("d_a_logits")), db = max_abs_diff(b, fx("d_b_logits"));
   const double fa = max_abs_diff(a, fx("a_logits")), fb = max_abs_diff(b, fx("b_logits"));
   std::printf("bf16 vs transformers bf16: %.4g %.4g; bf16 vs fp32 reference: %.4g %.4g\n", da, db,
