@@ -86,6 +86,7 @@ void TextModelOptions::validate() const {
                std::to_string(hd / 2));
   if (!(rope_theta > 0)) bad_config("rope_theta must be positive");
   if (!(rms_norm_eps >= 0)) bad_config("rms_norm_eps must be >= 0");
+  if (!at::isFloatingType(dtype)) bad_config("the model dtype must be floating point");
 }
 
 TextModelOptions TextModelOptions::from_config(const nlohmann::json& c) {
@@ -206,16 +207,25 @@ TextModelImpl::TextModelImpl(TextModelOptions o)
       rotary_(options_.resolved_head_dim(), options_.mrope_section,
               default_rope_inv_freq(options_.resolved_head_dim(), options_.rope_theta)) {
   const auto& c = options_;
+  auto place = [&](torch::nn::Module& m) { m.to(c.device, c.dtype); };
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(
                                                      c.vocab_size, c.hidden_size)));
+  place(*embed_tokens);
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    DecoderLayer layer(c);
+    place(*layer);
+    layers->push_back(layer);
+  }
   norm =
       register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, /*weight_after_cast=*/true));
-  if (!c.tie_word_embeddings)
+  place(*norm);
+  if (!c.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head",
         torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+    place(*lm_head);
+  }
 }
 
 at::Tensor TextModelImpl::embed(const at::Tensor& ids) {

@@ -40,6 +40,10 @@ struct TextModelOptions {
   double rope_theta = 1000000.0;
   std::vector<int64_t> mrope_section = {16, 24, 24};  // sums to head_dim / 2
   bool tie_word_embeddings = false;
+  // Where the parameters live: each part is converted right after it is built, so a big model
+  // never exists whole in fp32 on the CPU (not read from the config).
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
 
   int64_t resolved_head_dim() const {
     return head_dim > 0 ? head_dim : hidden_size / num_attention_heads;

@@ -181,6 +181,13 @@ TEST(QwenTextModel, Bfloat16MatchesTransformersBfloat16) {
   EXPECT_LE(da, 0.05);
   EXPECT_LE(db, 0.05);
   // Same argmax as transformers' bf16 model almost everywhere.
+  // Built in bf16 directly (options.dtype) and loaded: the same model.
+  TextModelOptions o = m->options();
+  o.dtype = at::kBFloat16;
+  TextModel direct(o);
+  for (const auto& p : direct->parameters()) EXPECT_EQ(p.scalar_type(), at::kBFloat16);
+  checkpoint()->load_into(*direct, {"text."});
+  EXPECT_TRUE(at::equal(direct->forward(direct->embed(fx("a_ids")), plain_positions(2, 11)), a));
   const double agree =
       (a.argmax(-1) == fx("d_a_logits").argmax(-1)).to(at::kDouble).mean().item<double>();
   EXPECT_GE(agree, 0.9);
