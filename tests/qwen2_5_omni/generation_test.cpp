@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -195,6 +197,35 @@ TEST(QwenGeneration, FiltersMatchTransformersWarpers) {
     EXPECT_TRUE(at::equal(got.isfinite(), kept)) << name << ": " << got << want;
     EXPECT_LE(max_abs_diff(got.masked_select(kept), want.masked_select(kept)), 1e-6) << name;
   }
+}
+
+TEST(QwenGeneration, TextCaseOfTheEndToEndFixture) {
+  // A second checkpoint and generator (tests/fixtures/hf/qwen2_5_omni_e2e, a chat-template prompt
+  // through transformers' full Qwen2.5-Omni pipeline): its text-only case needs no encoder, so
+  // the language model alone must give its prompt logits and greedy ids.
+  const std::filesystem::path dir =
+      std::filesystem::path(OMNI_SOURCE_DIR) / "tests/fixtures/hf/qwen2_5_omni_e2e";
+  if (!std::filesystem::exists(dir / "reference/text.safetensors"))
+    GTEST_SKIP() << "no end-to-end fixture";
+  auto ckpt = Checkpoint::open(dir.string());
+  TextModel m(TextModelOptions::from_config(*ckpt->tower_config("text")));
+  ckpt->load_into(*m, {"text."});
+  auto ref = SafeTensorsFile::open((dir / "reference/text.safetensors").string());
+  std::ifstream jf(dir / "reference/text.json");
+  const nlohmann::json facts = nlohmann::json::parse(jf);
+  const at::Tensor ids = ref->get("input_ids").unsqueeze(0), pos = ref->get("position_ids");
+  at::NoGradGuard g;
+  const at::Tensor embeds = m->embed(ids);
+  const at::Tensor logits = m->forward(embeds, pos)[0];
+  const at::Tensor rows = ref->get("logit_rows");
+  const double d = max_abs_diff(logits.index_select(0, rows), ref->get("logits"));
+  std::printf("e2e text case: prompt logits max |ours - transformers| = %.3g\n", d);
+  EXPECT_LE(d, kTol);
+  GenerationOptions o = GenerationOptions::from_generation_config(ckpt->generation_config(), 8);
+  o.eos_token_ids = ckpt->eos_token_ids();
+  const GenerationResult r = generate(*m, embeds, pos, o);
+  EXPECT_EQ(r.ids, facts.at("generated_ids").get<std::vector<int64_t>>());
+  EXPECT_EQ(r.rope_delta, facts.at("rope_delta").get<int64_t>());
 }
 
 TEST(QwenGeneration, BadRequestsAreErrors) {
