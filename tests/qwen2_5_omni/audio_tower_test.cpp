@@ -202,6 +202,13 @@ TEST(QwenAudioTower, WindowsAreIndependent) {
   const at::Tensor whole = tower->forward(in), first = tower->forward(in.narrow(1, 0, 400));
   ASSERT_EQ(first.size(0), 100);
   EXPECT_LE(max_abs(whole.narrow(0, 0, 100), first), 1e-6);
+  // A short last window is encoded as if it were a clip of its own (zeros past its end, its own
+  // positions): frames 200..250 of a 251-frame clip give the tokens of those 51 frames alone.
+  // (An odd window length is the case where conv2 reads past the window's last frame.)
+  const at::Tensor head = tower->forward(in.narrow(1, 0, 251));
+  const at::Tensor alone = tower->forward(in.narrow(1, 200, 51));
+  ASSERT_EQ(alone.size(0), 13);
+  EXPECT_LE(max_abs(head.narrow(0, 50, 13), alone), 1e-6);
   // ... but a window's tokens do depend on frames inside the same window.
   const at::Tensor partial = tower->forward(in.narrow(1, 0, 300));
   EXPECT_GT(max_abs(whole.narrow(0, 50, 25), partial.narrow(0, 50, 25)), 1e-4);
