@@ -251,11 +251,11 @@ void Call::close_output(int port) {
 }
 bool Call::stop_requested() const { return rt->stopping.load(std::memory_order_relaxed); }
 namespace {
-// A descriptor's port is found by the address of its name text; other names by comparison.
+// A descriptor's port is found by the address of its name text (confirmed by the text, in case a
+// descriptor was built from a string that no longer exists); other names by comparison.
 int find_port(const std::vector<PortSpec>& ports, std::string_view name) {
   for (size_t i = 0; i < ports.size(); ++i)
-    if (ports[i].key == name.data() && ports[i].name.size() == name.size())
-      return static_cast<int>(i);
+    if (ports[i].key == name.data() && ports[i].name == name) return static_cast<int>(i);
   for (size_t i = 0; i < ports.size(); ++i)
     if (ports[i].name == name) return static_cast<int>(i);
   return -1;
