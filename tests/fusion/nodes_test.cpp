@@ -215,6 +215,47 @@ TEST(FusionNodes, ConfigErrorsNameTheNode) {
   }
 }
 
+// Errors in open() carry exactly one context prefix (the runtime's) and name the parameter.
+TEST(FusionNodes, OpenErrorsHaveOnePrefixNamingTheParameter) {
+  Registry r;
+  register_fusion_nodes(r);
+  const auto open_error = [&](std::map<std::string, ParamValue> params) {
+    GraphBuilder b("bad");
+    b.add<ChunkSource>("video", {});
+    b.add("seq", "UnifiedSequencer", {});
+    b.add("gen", "Generate", std::move(params));
+    b.connect("video.out", "seq.video").connect("seq.sequence", "gen.sequence");
+    try {
+      b.build(r)->run();
+    } catch (const RunError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kConfig) << e.what();
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "expected a RunError";
+    return std::string();
+  };
+  auto params = model_params();
+  params["decoding"] = std::string("beam");
+  std::string m = open_error(params);
+  EXPECT_EQ(m.rfind("node 'gen' (Generate) failed in open(): decoding must be greedy or sample", 0),
+            0u)
+      << m;
+  EXPECT_EQ(m.find("gen", m.find("open()")), std::string::npos) << m;  // no second prefix
+  params = model_params();
+  params["device"] = std::string("tpu");
+  m = open_error(params);
+  EXPECT_EQ(
+      m.rfind("node 'gen' (Generate) failed in open(): param 'device': unknown device 'tpu'", 0),
+      0u)
+      << m;
+  params = model_params();
+  params["stop_tokens"] = std::string("258,x");
+  m = open_error(params);
+  EXPECT_NE(m.find("failed in open(): param 'stop_tokens': 'x' is not an integer"),
+            std::string::npos)
+      << m;
+}
+
 // Random-init seeding uses a generator of its own: running a graph whose Generate node draws its
 // weights from `seed` leaves torch's global random sequence where it was, and the answer does not
 // depend on that global state.
