@@ -21,19 +21,19 @@ namespace {
 // (25 tokens per second of chunk) or a text prompt (byte ids of "hi?").
 class ChunkSource : public Node {
  public:
+  static constexpr Output<TokenChunk> kOut{"out"};
+  static constexpr Param<std::string> kKind{"kind", "video", "video | audio | text"};
+  static constexpr Param<int64_t> kCount{"count", 3, "chunks"};
+  static constexpr Param<int64_t> kStep{"step_us", 1000000, "time between chunks"};
+  static constexpr Param<int64_t> kDim{"dim", 32, "embedding width"};
   static Contract contract() {
-    return Contract()
-        .output<TokenChunk>("out")
-        .param("kind", "video", "video | audio | text")
-        .param("count", int64_t{3}, "chunks")
-        .param("step_us", int64_t{1000000}, "time between chunks")
-        .param("dim", int64_t{32}, "embedding width");
+    return Contract().output(kOut).param(kKind).param(kCount).param(kStep).param(kDim);
   }
   void open(Context& ctx) override {
-    kind_ = ctx.params().get_string("kind");
-    count_ = ctx.params().get_int("count");
-    step_ = ctx.params().get_int("step_us");
-    dim_ = ctx.params().get_int("dim");
+    kind_ = ctx.param(kKind);
+    count_ = ctx.param(kCount);
+    step_ = ctx.param(kStep);
+    dim_ = ctx.param(kDim);
   }
   Flow process(Context& ctx) override {
     if (i_ >= count_) return Flow::kDone;
@@ -56,7 +56,7 @@ class ChunkSource : public Node {
       c.grid_h = c.grid_w = 2;
       c.end_us = c.start_us;
     }
-    ctx.emit<TokenChunk>("out", std::move(c), Timestamp(i_ * step_));
+    ctx.emit(kOut, std::move(c), Timestamp(i_ * step_));
     ++i_;
     return Flow::kContinue;
   }
@@ -213,6 +213,47 @@ TEST(FusionNodes, ConfigErrorsNameTheNode) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("out_dim"), std::string::npos) << e.what();
   }
+}
+
+// Errors in open() carry exactly one context prefix (the runtime's) and name the parameter.
+TEST(FusionNodes, OpenErrorsHaveOnePrefixNamingTheParameter) {
+  Registry r;
+  register_fusion_nodes(r);
+  const auto open_error = [&](std::map<std::string, ParamValue> params) {
+    GraphBuilder b("bad");
+    b.add<ChunkSource>("video", {});
+    b.add("seq", "UnifiedSequencer", {});
+    b.add("gen", "Generate", std::move(params));
+    b.connect("video.out", "seq.video").connect("seq.sequence", "gen.sequence");
+    try {
+      b.build(r)->run();
+    } catch (const RunError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kConfig) << e.what();
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "expected a RunError";
+    return std::string();
+  };
+  auto params = model_params();
+  params["decoding"] = std::string("beam");
+  std::string m = open_error(params);
+  EXPECT_EQ(m.rfind("node 'gen' (Generate) failed in open(): decoding must be greedy or sample", 0),
+            0u)
+      << m;
+  EXPECT_EQ(m.find("gen", m.find("open()")), std::string::npos) << m;  // no second prefix
+  params = model_params();
+  params["device"] = std::string("tpu");
+  m = open_error(params);
+  EXPECT_EQ(
+      m.rfind("node 'gen' (Generate) failed in open(): param 'device': unknown device 'tpu'", 0),
+      0u)
+      << m;
+  params = model_params();
+  params["stop_tokens"] = std::string("258,x");
+  m = open_error(params);
+  EXPECT_NE(m.find("failed in open(): param 'stop_tokens': 'x' is not an integer"),
+            std::string::npos)
+      << m;
 }
 
 // Random-init seeding uses a generator of its own: running a graph whose Generate node draws its
