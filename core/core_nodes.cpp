@@ -29,29 +29,26 @@ Contract CountingSource::contract() {
       .doc(
           "Emits `count` int64 packets: value start + i*step at timestamp ts_start_us + "
           "i*ts_step_us.")
-      .output<int64_t>("out", "the counter")
-      .param("count", int64_t{10}, "number of packets to emit (-1: until cancelled)")
-      .param("start", int64_t{0}, "first value")
-      .param("step", int64_t{1}, "value increment")
-      .param("ts_start_us", int64_t{0}, "timestamp of the first packet (us)")
-      .param("ts_step_us", int64_t{1}, "timestamp increment per packet (us, >= 1)")
-      .param("interval_us", int64_t{0},
-             "real-time pause between packets (us; 0 = as fast as possible)")
-      .param("burst", int64_t{1}, "packets emitted per process() call")
-      .param("skip_every", int64_t{0},
-             "if > 0, skip every n-th packet (advancing the bound instead of emitting)");
+      .output(kOut)
+      .param(kCount)
+      .param(kStart)
+      .param(kStep)
+      .param(kTsStart)
+      .param(kTsStep)
+      .param(kInterval)
+      .param(kBurst)
+      .param(kSkipEvery);
 }
 
 void CountingSource::open(Context& ctx) {
-  const Params& p = ctx.params();
-  count_ = p.get_int("count");
-  start_ = p.get_int("start");
-  step_ = p.get_int("step");
-  ts_start_ = p.get_int("ts_start_us");
-  ts_step_ = p.get_int("ts_step_us");
-  interval_us_ = p.get_int("interval_us");
-  burst_ = std::max<int64_t>(1, p.get_int("burst"));
-  skip_every_ = p.get_int("skip_every");
+  count_ = ctx.param(kCount);
+  start_ = ctx.param(kStart);
+  step_ = ctx.param(kStep);
+  ts_start_ = ctx.param(kTsStart);
+  ts_step_ = ctx.param(kTsStep);
+  interval_us_ = ctx.param(kInterval);
+  burst_ = std::max<int64_t>(1, ctx.param(kBurst));
+  skip_every_ = ctx.param(kSkipEvery);
   if (ts_step_ < 1) throw ConfigError("ts_step_us must be >= 1, got " + std::to_string(ts_step_));
 }
 
@@ -61,9 +58,9 @@ Flow CountingSource::process(Context& ctx) {
     if (interval_us_ > 0 && i_ > 0) sleep_interruptible(interval_us_, ctx);
     const Timestamp ts(ts_start_ + i_ * ts_step_);
     if (skip_every_ > 0 && (i_ + 1) % skip_every_ == 0) {
-      ctx.set_bound(0, ts.next());
+      ctx.set_bound(kOut, ts.next());
     } else {
-      ctx.emit(0, make_packet<int64_t>(start_ + i_ * step_, ts));
+      ctx.emit(kOut, start_ + i_ * step_, ts);
     }
     ++i_;
   }
@@ -73,14 +70,14 @@ Flow CountingSource::process(Context& ctx) {
 Contract PassThrough::contract() {
   return Contract()
       .doc("Forwards every input packet unchanged (same payload, same timestamp).")
-      .input<AnyType>("in", "any stream")
-      .output<AnyType>("out", "the same packets")
-      .param("sleep_us", int64_t{0}, "sleep this long before forwarding each packet (slow stage)");
+      .input(kIn)
+      .output(kOut)
+      .param(kSleep);
 }
-void PassThrough::open(Context& ctx) { sleep_us_ = ctx.params().get_int("sleep_us"); }
+void PassThrough::open(Context& ctx) { sleep_us_ = ctx.param(kSleep); }
 Flow PassThrough::process(Context& ctx) {
   if (sleep_us_ > 0) sleep_interruptible(sleep_us_, ctx);
-  ctx.emit(0, ctx.input(0));
+  ctx.emit(kOut, ctx.input(kIn));
   return Flow::kContinue;
 }
 
@@ -90,18 +87,17 @@ Contract Merge::contract() {
       "Timestamp-aligned merge of up to 8 streams: at each timestamp where any input has a "
       "packet, forwards the packet of the lowest-numbered input that has one (the others are "
       "counted as 'shadowed').");
-  for (int i = 0; i < kInputs; ++i)
-    c.optional_input<AnyType>("in" + std::to_string(i), "optional input");
-  c.output<AnyType>("out", "merged stream, strictly increasing timestamps");
+  for (const auto& in : kNumberedInputs) c.input(in);
+  c.output(kOut);
   return c;
 }
 Flow Merge::process(Context& ctx) {
   bool sent = false;
-  for (int i = 0; i < kInputs; ++i) {
-    const Packet& p = ctx.input(i);
+  for (const auto& in : kNumberedInputs) {
+    const Packet& p = ctx.input(in);
     if (p.empty()) continue;
     if (!sent) {
-      ctx.emit(0, p);
+      ctx.emit(kOut, p);
       sent = true;
     } else {
       ctx.count("shadowed");
@@ -115,29 +111,27 @@ Contract Zip::contract() {
   c.doc(
       "Timestamp-aligned zip of up to 8 streams: emits a PacketSet with every input's packet "
       "at each timestamp (missing ones empty).");
-  for (int i = 0; i < kInputs; ++i)
-    c.optional_input<AnyType>("in" + std::to_string(i), "optional input");
-  c.output<PacketSet>("out", "the packets of all inputs at one timestamp");
-  c.param("require_all", false,
-          "emit only timestamps where every connected input has a packet (others are counted "
-          "as 'incomplete')");
+  for (const auto& in : kNumberedInputs) c.input(in);
+  c.output(kOut);
+  c.param(kRequireAll);
   return c;
 }
-void Zip::open(Context& ctx) { require_all_ = ctx.params().get_bool("require_all"); }
+void Zip::open(Context& ctx) { require_all_ = ctx.param(kRequireAll); }
 Flow Zip::process(Context& ctx) {
   PacketSet set;
   bool complete = true;
-  for (int i = 0; i < kInputs; ++i) {
-    if (ctx.input_stream(i).empty()) continue;  // unconnected
-    set.names.push_back("in" + std::to_string(i));
-    set.packets.push_back(ctx.input(i));
-    if (ctx.input(i).empty()) complete = false;
+  for (const auto& in : kNumberedInputs) {
+    if (ctx.input_stream(in).empty()) continue;  // unconnected
+    const Packet& p = ctx.input(in);
+    set.names.emplace_back(in.name);
+    set.packets.push_back(p);
+    if (p.empty()) complete = false;
   }
   if (require_all_ && !complete) {
     ctx.count("incomplete");
     return Flow::kContinue;
   }
-  ctx.emit(0, Packet::make<PacketSet>(ctx.timestamp(), std::move(set)));
+  ctx.emit(kOut, std::move(set), ctx.timestamp());
   return Flow::kContinue;
 }
 
@@ -146,10 +140,10 @@ Contract JsonlWriter::contract() {
       .doc(
           "Writes one JSON line per packet: {\"stream\": \"node.port\", \"ts_us\": T, "
           "\"payload\": ...}; payloads use the JSON encoders modules register.")
-      .input<AnyType>("in", "any stream")
-      .param("path", "-", "output file ('-' = standard output)")
-      .param("stream", "", "stream label written in each line (default: the connected node.port)")
-      .param("flush", false, "flush after every line")
+      .input(kIn)
+      .param(kPath)
+      .param(kStream)
+      .param(kFlush)
       .policy(InputPolicy::kImmediate);
 }
 OutputFile::~OutputFile() {
@@ -184,13 +178,13 @@ void OutputFile::close() {
 }
 
 void JsonlWriter::open(Context& ctx) {
-  flush_ = ctx.params().get_bool("flush");
-  stream_ = ctx.params().get_string("stream");
-  if (stream_.empty()) stream_ = ctx.input_stream(0);
-  out_.open(ctx.params().get_string("path"));
+  flush_ = ctx.param(kFlush);
+  stream_ = ctx.param(kStream);
+  if (stream_.empty()) stream_ = ctx.input_stream(kIn);
+  out_.open(ctx.param(kPath));
 }
 Flow JsonlWriter::process(Context& ctx) {
-  const Packet& p = ctx.input(0);
+  const Packet& p = ctx.input(kIn);
   nlohmann::json j;
   j["stream"] = stream_;
   j["ts_us"] = p.timestamp().us();
@@ -206,7 +200,7 @@ void JsonlWriter::close(Context&) { out_.close(); }
 Contract Discard::contract() {
   return Contract()
       .doc("Consumes and discards every packet (benchmarks, tests).")
-      .input<AnyType>("in", "any stream")
+      .input(kIn)
       .policy(InputPolicy::kImmediate);
 }
 

@@ -250,10 +250,21 @@ void Call::close_output(int port) {
   emits.push_back({Emit::kClose, port, Packet(), Timestamp()});
 }
 bool Call::stop_requested() const { return rt->stopping.load(std::memory_order_relaxed); }
+namespace {
+// A descriptor's port is found by the address of its name text; other names by comparison.
+int find_port(const std::vector<PortSpec>& ports, std::string_view name) {
+  for (size_t i = 0; i < ports.size(); ++i)
+    if (ports[i].key == name.data() && ports[i].name.size() == name.size())
+      return static_cast<int>(i);
+  for (size_t i = 0; i < ports.size(); ++i)
+    if (ports[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+}  // namespace
+
 int Call::input_port(std::string_view name) const {
   const auto& ins = node->def.contract.inputs();
-  for (size_t i = 0; i < ins.size(); ++i)
-    if (ins[i].name == name) return static_cast<int>(i);
+  if (const int i = find_port(ins, name); i >= 0) return i;
   std::string known;
   for (const auto& p : ins) known += (known.empty() ? "" : ", ") + p.name;
   throw Error("node '" + node->def.name + "' (" + node->def.type + ") has no input '" +
@@ -261,8 +272,7 @@ int Call::input_port(std::string_view name) const {
 }
 int Call::output_port(std::string_view name) const {
   const auto& outs = node->def.contract.outputs();
-  for (size_t i = 0; i < outs.size(); ++i)
-    if (outs[i].name == name) return static_cast<int>(i);
+  if (const int i = find_port(outs, name); i >= 0) return i;
   std::string known;
   for (const auto& p : outs) known += (known.empty() ? "" : ", ") + p.name;
   throw Error("node '" + node->def.name + "' (" + node->def.type + ") has no output '" +
@@ -719,12 +729,15 @@ double percentile(std::vector<float> v, double q) {
   return v[k];
 }
 
+// The one input of the internal sinks below.
+constexpr Input<AnyType> kSinkIn{"in"};
+
 // Internal sink that hands packets to a callback (Graph::observe).
 class CallbackSink : public Node {
  public:
   explicit CallbackSink(std::function<void(const Packet&)> cb) : cb_(std::move(cb)) {}
   Flow process(Context& ctx) override {
-    cb_(ctx.input(0));
+    cb_(ctx.input(kSinkIn));
     return Flow::kContinue;
   }
 
@@ -773,7 +786,7 @@ class PollerSink : public Node {
  public:
   explicit PollerSink(std::shared_ptr<PollerQueue> q) : q_(std::move(q)) {}
   Flow process(Context& ctx) override {
-    q_->put(ctx.input(0), ctx);
+    q_->put(ctx.input(kSinkIn), ctx);
     return Flow::kContinue;
   }
   void close(Context&) override { q_->end(false); }
@@ -799,7 +812,7 @@ struct Graph::Impl {
     detail::ResolvedNode rn;
     rn.name = label + "(" + stream + ")#" + std::to_string(g.nodes.size());
     rn.type = label;
-    rn.contract = Contract().input<AnyType>("in").policy(InputPolicy::kImmediate);
+    rn.contract = Contract().input(kSinkIn).policy(InputPolicy::kImmediate);
     rn.policy = InputPolicy::kImmediate;
     rn.factory = std::move(factory);
     rn.internal = true;

@@ -77,14 +77,14 @@ Contract ManifestSource::contract() {
           "Reads a JSON Lines manifest: one ManifestItem per non-blank line, at timestamp = its "
           "0-based line index. Under `omnipipe run` (and MPI) the program decides which lines "
           "this process runs (--resume skips finished ones).")
-      .output<ManifestItem>("out", "one manifest line: index, text, parsed JSON or error")
-      .param("path", "", "manifest file (JSON Lines)");
+      .output(kOut)
+      .param(kPath);
 }
 
 void ManifestSource::open(Context& ctx) {
   feed_ = installed_item_feed();
   if (feed_) return;
-  const std::string& path = ctx.params().get_string("path");
+  const std::string& path = ctx.param(kPath);
   if (path.empty()) throw ConfigError("path (the manifest) is empty");
   lines_ = read_manifest_lines(path);
 }
@@ -95,13 +95,12 @@ Flow ManifestSource::process(Context& ctx) {
     ManifestItem item;
     if (!feed_->next(item, [&ctx] { return ctx.stop_requested(); })) return Flow::kDone;
     const Timestamp ts(item.index);
-    ctx.emit<ManifestItem>("out", std::move(item), ts);
+    ctx.emit(kOut, std::move(item), ts);
     return Flow::kContinue;
   }
   if (next_ >= lines_.size()) return Flow::kDone;
   ManifestLine& l = lines_[next_++];
-  ctx.emit<ManifestItem>("out", parse_manifest_item(l.index, std::move(l.text)),
-                         Timestamp(l.index));
+  ctx.emit(kOut, parse_manifest_item(l.index, std::move(l.text)), Timestamp(l.index));
   return next_ < lines_.size() ? Flow::kContinue : Flow::kDone;
 }
 
@@ -113,14 +112,14 @@ Contract RecordWriter::contract() {
           "Writes one record group per manifest line (the packet's timestamp is the line's "
           "index): ItemRecords as they are, a ManifestItem as {\"line\", \"value\"} or its "
           "error, other payloads as {\"line\", \"output\"}. Each group is written whole.")
-      .input<AnyType>("in", "one packet per manifest line")
-      .param("path", "-", "output JSON Lines file ('-' = standard output)")
+      .input(kIn)
+      .param(kPath)
       .policy(InputPolicy::kImmediate);
 }
 
 void RecordWriter::open(Context& ctx) {
   feed_ = installed_item_feed();
-  if (!feed_) out_.open(ctx.params().get_string("path"));
+  if (!feed_) out_.open(ctx.param(kPath));
 }
 
 std::vector<nlohmann::ordered_json> RecordWriter::records_of(const Packet& p) {
@@ -161,7 +160,7 @@ std::vector<nlohmann::ordered_json> RecordWriter::records_of(const Packet& p) {
 }
 
 Flow RecordWriter::process(Context& ctx) {
-  const Packet& p = ctx.input(0);
+  const Packet& p = ctx.input(kIn);
   if (p.empty()) return Flow::kContinue;
   auto records = records_of(p);
   if (feed_) {
@@ -185,26 +184,26 @@ Contract ItemWork::contract() {
           "Stand-in per-line work for manifest runs (tests, scaling figures): waits sleep_us + "
           "the line's `cost_field` milliseconds, then emits {\"line\", \"value\"}; an unusable "
           "line or a missing \"file\" gives that line's error record.")
-      .input<ManifestItem>("in", "a manifest line")
-      .output<ItemRecords>("out", "the line's record")
-      .param("sleep_us", int64_t{0}, "fixed cost per line (us)")
-      .param("cost_field", "cost_ms", "line field with extra cost in ms (absent: 0)")
-      .param("check_file", true, "a line whose \"file\" does not exist is an error")
-      .param("base_dir", "", "directory relative \"file\" values are resolved against")
+      .input(kIn)
+      .output(kOut)
+      .param(kSleep)
+      .param(kCostField)
+      .param(kCheckFile)
+      .param(kBaseDir)
       .policy(InputPolicy::kImmediate);
 }
 
 void ItemWork::open(Context& ctx) {
-  sleep_us_ = ctx.params().get_int("sleep_us");
-  cost_field_ = ctx.params().get_string("cost_field");
-  check_file_ = ctx.params().get_bool("check_file");
-  base_dir_ = ctx.params().get_string("base_dir");
+  sleep_us_ = ctx.param(kSleep);
+  cost_field_ = ctx.param(kCostField);
+  check_file_ = ctx.param(kCheckFile);
+  base_dir_ = ctx.param(kBaseDir);
 }
 
 Flow ItemWork::process(Context& ctx) {
-  const Packet& p = ctx.input(0);
+  const auto p = ctx.input(kIn);
   if (p.empty()) return Flow::kContinue;
-  const ManifestItem& item = p.get<ManifestItem>();
+  const ManifestItem& item = p.get();
   ItemRecords out;
   if (!item.error.empty()) {
     out.records.push_back(error_record(item.index, item.error));
@@ -236,7 +235,7 @@ Flow ItemWork::process(Context& ctx) {
       ctx.count("errors");
     }
   }
-  ctx.emit<ItemRecords>("out", std::move(out), p.timestamp());
+  ctx.emit(kOut, std::move(out), p.timestamp());
   return Flow::kContinue;
 }
 

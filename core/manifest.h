@@ -71,6 +71,9 @@ std::shared_ptr<ItemFeed> installed_item_feed();
 // JSON Lines manifest -> one ManifestItem per line.
 class ManifestSource : public Node {
  public:
+  static constexpr Output<ManifestItem> kOut{
+      "out", "one manifest line: index, text, parsed JSON or error"};
+  static constexpr Param<std::string> kPath{"path", "", "manifest file (JSON Lines)"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
@@ -84,6 +87,9 @@ class ManifestSource : public Node {
 // One record group per input packet, tagged with the line (packet timestamp + 1).
 class RecordWriter : public Node {
  public:
+  static constexpr Input<AnyType> kIn{"in", "one packet per manifest line"};
+  static constexpr Param<std::string> kPath{"path", "-",
+                                            "output JSON Lines file ('-' = standard output)"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
@@ -103,6 +109,15 @@ class RecordWriter : public Node {
 // "file" does not exist, gives an error record.
 class ItemWork : public Node {
  public:
+  static constexpr Input<ManifestItem> kIn{"in", "a manifest line"};
+  static constexpr Output<ItemRecords> kOut{"out", "the line's record"};
+  static constexpr Param<int64_t> kSleep{"sleep_us", 0, "fixed cost per line (us)"};
+  static constexpr Param<std::string> kCostField{"cost_field", "cost_ms",
+                                                 "line field with extra cost in ms (absent: 0)"};
+  static constexpr Param<bool> kCheckFile{"check_file", true,
+                                          "a line whose \"file\" does not exist is an error"};
+  static constexpr Param<std::string> kBaseDir{
+      "base_dir", "", "directory relative \"file\" values are resolved against"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;

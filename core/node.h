@@ -1,9 +1,11 @@
 // Node and Context: what a node author implements and what the runtime hands it on each call.
 #pragma once
 
+#include <concepts>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/contract.h"
 #include "core/packet.h"
@@ -17,11 +19,87 @@ enum class Flow {
   kDone,      // this node is finished: its outputs close after close() runs
 };
 
+// A typed view of the packet on an Input<T> at the timestamp being processed (possibly empty).
+template <class T>
+class InputPacket {
+ public:
+  explicit InputPacket(const Packet& p) : p_(&p) {}
+  bool empty() const { return p_->empty(); }
+  Timestamp timestamp() const { return p_->timestamp(); }
+  // The payload; TypeError if the packet is empty.
+  const T& get() const { return p_->get<T>(); }
+  // Shared ownership of the payload (zero-copy views that must keep it alive).
+  std::shared_ptr<const T> share() const { return p_->share<T>(); }
+  const Packet& packet() const { return *p_; }
+
+ private:
+  const Packet* p_;
+};
+
 // The runtime's view of one node invocation. Implemented by the graph runtime; tests may fake it.
-// Ports are addressed by name or by their index in the node's Contract (faster).
+// Nodes address ports and parameters through their typed descriptors (Input, Output, Param in
+// core/contract.h): ctx.input(kIn), ctx.emit(kOut, value, ts), ctx.param(kSize). The forms by
+// index and by name below them are what the descriptors resolve to, and remain for older nodes.
 class Context {
  public:
   virtual ~Context() = default;
+
+  // ---- typed access through descriptors ----
+
+  // The value of a declared parameter, as its C++ type (const std::string& / StringList&).
+  template <class T>
+  typename Param<T>::Read param(const Param<T>& p) const {
+    return p.get(params());
+  }
+  // The packet on a typed input at timestamp() (empty if that input has none there).
+  template <class T>
+  requires(!std::same_as<T, AnyType>) InputPacket<T> input(const Input<T>& port)
+  const { return InputPacket<T>(input(input_port(port))); }
+  const Packet& input(const Input<AnyType>& port) const { return input(input_port(port)); }
+  template <class T>
+  bool input_done(const Input<T>& port) const {
+    return input_done(input_port(port));
+  }
+  template <class T>
+  std::string input_stream(const Input<T>& port) const {
+    return input_stream(input_port(port));
+  }
+  // Emits `value` (anything convertible to T; a shared_ptr<const T> is adopted without a copy).
+  template <class T, class V>
+  requires(!std::same_as<T, AnyType> &&
+           std::convertible_to<V&&, T>) void emit(const Output<T>& port, V&& value, Timestamp ts) {
+    emit(output_port(port), Packet::make<T>(ts, std::forward<V>(value)));
+  }
+  template <class T>
+  requires(!std::same_as<T, AnyType>) void emit(const Output<T>& port,
+                                                std::shared_ptr<const T> value, Timestamp ts) {
+    emit(output_port(port), Packet::adopt<T>(std::move(value), ts));
+  }
+  // Forwards a packet (its type is checked against the port when the runtime takes it).
+  template <class T>
+  void emit(const Output<T>& port, Packet p) {
+    emit(output_port(port), std::move(p));
+  }
+  template <class T>
+  void set_bound(const Output<T>& port, Timestamp ts) {
+    set_bound(output_port(port), ts);
+  }
+  template <class T>
+  void close_output(const Output<T>& port) {
+    close_output(output_port(port));
+  }
+  // Index of a descriptor's port in this node's contract; throws Error naming the node and its
+  // ports when the contract does not declare it.
+  template <class T>
+  int input_port(const Input<T>& port) const {
+    return input_port(port.name);
+  }
+  template <class T>
+  int output_port(const Output<T>& port) const {
+    return output_port(port.name);
+  }
+
+  // ---- the underlying interface ----
 
   virtual const std::string& node_name() const = 0;
   virtual const Params& params() const = 0;

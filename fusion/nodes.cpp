@@ -39,41 +39,38 @@ std::string decode_byte_ids(const std::vector<int64_t>& ids) {
 }
 
 Contract& add_fusion_model_params(Contract& c) {
-  FusionTransformerOptions d;
-  return c.param("vocab", d.vocab(), "text vocabulary (byte tokenizer: 272)")
-      .param("dim", d.dim(), "model width (encoders' out_dim must match)")
-      .param("layers", d.layers(), "transformer blocks")
-      .param("heads", d.heads(), "query heads")
-      .param("kv_heads", d.kv_heads(), "key/value heads (grouped-query attention)")
-      .param("ffn", int64_t{0}, "SwiGLU hidden size (0: 8/3 x dim rounded up to 64)")
-      .param("mrope_section", "", "rotary pairs for t,h,w, e.g. \"4,6,6\" (empty: 1/4,3/8,3/8)")
-      .param("rope_theta", 10000.0, "rotary base")
-      .param("weights", "", "safetensors file (empty: random init with `seed`)")
-      .param("prefix", "", "key prefix of the transformer's tensors in the weights file")
-      .param("seed", int64_t{0}, "seed of the random init when no weights are given")
-      .param("device", "cpu", "cpu, cuda or cuda:N")
-      .param("dtype", "float32", "float32; bfloat16 / float16 on CUDA");
+  using P = FusionModelParams;
+  return c.param(P::kVocab)
+      .param(P::kDim)
+      .param(P::kLayers)
+      .param(P::kHeads)
+      .param(P::kKvHeads)
+      .param(P::kFfn)
+      .param(P::kMropeSection)
+      .param(P::kRopeTheta)
+      .param(P::kWeights)
+      .param(P::kPrefix)
+      .param(P::kSeed)
+      .param(P::kDevice)
+      .param(P::kDtype);
 }
 
-FusionTransformer make_fusion_model(const Params& p, const std::string& where) {
+FusionTransformer make_fusion_model(const Context& ctx) {
+  using P = FusionModelParams;
   FusionTransformerOptions o;
-  o.vocab(p.get_int("vocab"))
-      .dim(p.get_int("dim"))
-      .layers(p.get_int("layers"))
-      .heads(p.get_int("heads"))
-      .kv_heads(p.get_int("kv_heads"))
-      .ffn(p.get_int("ffn"))
-      .rope_theta(p.get_double("rope_theta"))
-      .mrope_section(parse_id_list(p.get_string("mrope_section"), where + " mrope_section"));
-  const DeviceSpec spec = parse_device(p.get_string("device"), p.get_string("dtype"), where);
+  o.vocab(ctx.param(P::kVocab))
+      .dim(ctx.param(P::kDim))
+      .layers(ctx.param(P::kLayers))
+      .heads(ctx.param(P::kHeads))
+      .kv_heads(ctx.param(P::kKvHeads))
+      .ffn(ctx.param(P::kFfn))
+      .rope_theta(ctx.param(P::kRopeTheta))
+      .mrope_section(parse_id_list(ctx.param(P::kMropeSection), "param 'mrope_section'"));
+  const DeviceSpec spec = parse_device(ctx.param(P::kDevice), ctx.param(P::kDtype), /*where=*/{});
   FusionTransformer m{nullptr};
-  try {
-    with_seed(p.get_int("seed"), [&] { m = FusionTransformer(o); });
-  } catch (const ConfigError& e) {
-    throw ConfigError(where + ": " + e.what());
-  }
-  // Same loading, placement and error context as the encoder nodes.
-  load_and_place(*m, p.get_string("weights"), p.get_string("prefix"), spec, where);
+  with_seed(ctx.param(P::kSeed), [&] { m = FusionTransformer(o); });
+  // Same loading and placement as the encoder nodes; the runtime's prefix names the node.
+  load_and_place(*m, ctx.param(P::kWeights), ctx.param(P::kPrefix), spec);
   return m;
 }
 
@@ -84,49 +81,44 @@ Contract Generate::contract() {
   c.doc(
        "Runs a FusedSequence through the fusion transformer and decodes an answer with the "
        "tied LM head (greedy, or sampling with temperature / top-k / top-p, seeded).")
-      .input<FusedSequence>("sequence", "the unified token sequence")
-      .output<std::string>("text", "decoded text (byte tokenizer; special tokens skipped)")
-      .output<std::vector<int64_t>>("ids", "generated token ids (without the stop token)")
-      .param("max_new_tokens", int64_t{32}, "upper bound on generated tokens")
-      .param("decoding", "greedy", "greedy or sample")
-      .param("temperature", 1.0, "sampling temperature")
-      .param("top_k", int64_t{0}, "keep the k most likely tokens when sampling (0: all)")
-      .param("top_p", 1.0, "nucleus: keep the smallest set reaching this probability")
-      .param("decode_seed", int64_t{0}, "sampling seed (same seed, same answer)")
-      .param("stop_tokens", "258", "comma-separated ids that end generation (<|eos|> = 258)")
-      .param("stream", false,
-             "keep the KV cache across segments (a streaming sequencer's later segments are "
-             "appended instead of starting over)");
+      .input(kSequence)
+      .output(kText)
+      .output(kIds)
+      .param(kMaxNewTokens)
+      .param(kDecoding)
+      .param(kTemperature)
+      .param(kTopK)
+      .param(kTopP)
+      .param(kDecodeSeed)
+      .param(kStopTokens)
+      .param(kStream);
   add_fusion_model_params(c);
   return c;
 }
 
 void Generate::open(Context& ctx) {
-  const Params& p = ctx.params();
-  const std::string where = ctx.node_name() + " (Generate)";
-  model_ = make_fusion_model(p, where);
-  decode_.max_new_tokens = p.get_int("max_new_tokens");
-  const std::string mode = p.get_string("decoding");
+  // Errors carry no node prefix: the runtime adds one ("node 'x' (Generate) failed in open()").
+  model_ = make_fusion_model(ctx);
+  decode_.max_new_tokens = ctx.param(kMaxNewTokens);
+  const std::string& mode = ctx.param(kDecoding);
   if (mode != "greedy" && mode != "sample")
-    throw ConfigError(where + ": decoding must be greedy or sample, got '" + mode + "'");
+    throw ConfigError("decoding must be greedy or sample, got '" + mode + "'");
   decode_.greedy = mode == "greedy";
-  decode_.temperature = p.get_double("temperature");
-  decode_.top_k = p.get_int("top_k");
-  decode_.top_p = p.get_double("top_p");
-  decode_.seed = static_cast<uint64_t>(p.get_int("decode_seed"));
-  decode_.stop_tokens = parse_id_list(p.get_string("stop_tokens"), where + " stop_tokens");
+  decode_.temperature = ctx.param(kTemperature);
+  decode_.top_k = ctx.param(kTopK);
+  decode_.top_p = ctx.param(kTopP);
+  decode_.seed = static_cast<uint64_t>(ctx.param(kDecodeSeed));
+  decode_.stop_tokens = parse_id_list(ctx.param(kStopTokens), "param 'stop_tokens'");
   if (decode_.max_new_tokens < 0 || decode_.top_k < 0 || decode_.top_p <= 0 || decode_.top_p > 1 ||
       (!decode_.greedy && decode_.temperature <= 0))
-    throw ConfigError(where +
-                      ": need max_new_tokens >= 0, top_k >= 0, 0 < top_p <= 1 and "
-                      "temperature > 0");
-  stream_ = p.get_bool("stream");
+    throw ConfigError("need max_new_tokens >= 0, top_k >= 0, 0 < top_p <= 1 and temperature > 0");
+  stream_ = ctx.param(kStream);
 }
 
 Flow Generate::process(Context& ctx) {
-  const Packet& pk = ctx.input(0);
+  const auto pk = ctx.input(kSequence);
   if (pk.empty()) return Flow::kContinue;
-  const FusedSequence& seq = pk.get<FusedSequence>();
+  const FusedSequence& seq = pk.get();
   at::NoGradGuard no_grad;
   if (!stream_ || seq.segment == 0) cache_.clear();
   GenerateResult r;
@@ -139,8 +131,8 @@ Flow Generate::process(Context& ctx) {
   }
   ctx.count("generated_tokens", static_cast<int64_t>(r.tokens.size()));
   if (!r.stopped) ctx.count("hit_max_new_tokens");
-  ctx.emit<std::string>("text", decode_byte_ids(r.tokens), pk.timestamp());
-  ctx.emit<std::vector<int64_t>>("ids", r.tokens, pk.timestamp());
+  ctx.emit(kText, decode_byte_ids(r.tokens), pk.timestamp());
+  ctx.emit(kIds, r.tokens, pk.timestamp());
   return Flow::kContinue;
 }
 
@@ -151,21 +143,21 @@ Contract FusionEncode::contract() {
   c.doc(
        "Runs a FusedSequence through the fusion transformer and emits the mean of the final "
        "hidden states (a pooled embedding [dim]).")
-      .input<FusedSequence>("sequence", "the unified token sequence")
-      .output<at::Tensor>("embedding", "pooled embedding [dim] (float32, CPU)");
+      .input(kSequence)
+      .output(kEmbedding);
   add_fusion_model_params(c);
   return c;
 }
 
 void FusionEncode::open(Context& ctx) {
-  model_ = make_fusion_model(ctx.params(), ctx.node_name() + " (FusionEncode)");
+  model_ = make_fusion_model(ctx);
   pool_ = PooledHead(model_->options.dim());
 }
 
 Flow FusionEncode::process(Context& ctx) {
-  const Packet& pk = ctx.input(0);
+  const auto pk = ctx.input(kSequence);
   if (pk.empty()) return Flow::kContinue;
-  const FusedSequence& seq = pk.get<FusedSequence>();
+  const FusedSequence& seq = pk.get();
   at::NoGradGuard no_grad;
   at::Tensor out;
   try {
@@ -174,7 +166,7 @@ Flow FusionEncode::process(Context& ctx) {
   } catch (const c10::Error& e) {
     throw Error("libtorch error: " + std::string(e.what_without_backtrace()));
   }
-  ctx.emit<at::Tensor>("embedding", out, pk.timestamp());
+  ctx.emit(kEmbedding, out, pk.timestamp());
   return Flow::kContinue;
 }
 

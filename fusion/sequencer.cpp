@@ -241,78 +241,73 @@ FusedSequence SegmentAssembler::assemble(std::vector<TokenChunk> chunks, int64_t
 // ---- the node ----
 
 Contract UnifiedSequencer::contract() {
-  SpecialTokens sp;
   return Contract()
       .doc(
           "Gathers the TokenChunks of a segment (whole input, or segment_s windows), wraps media "
           "in boundary tokens, interleaves a clip's video and audio in chunk_s pieces and "
           "assigns TMRoPE (t, h, w) positions as Qwen2.5-Omni does; emits a FusedSequence.")
-      .optional_input<TokenChunk>("text", "text tokens (ids or embeddings), e.g. the prompt")
-      .optional_input<TokenChunk>("image", "image tokens")
-      .optional_input<TokenChunk>("video", "video frame tokens (one chunk per frame or clip)")
-      .optional_input<TokenChunk>("audio", "audio tokens")
-      .output<FusedSequence>("sequence", "one fused sequence per segment")
-      .param("segment_s", 0.0, "segment length in seconds for streaming; 0 = the whole input")
-      .param("chunk_s", 2.0, "audio/video interleaving chunk in seconds (Qwen2.5-Omni: 2)")
-      .param("position_ids_per_second", 25.0, "temporal position ids per second of media time")
-      .param("text_position", "after", "where text goes relative to media: after, before, time")
-      .param("pair_audio_video", true,
-             "interleave a clip's video with its audio (same stream "
-             "prefix, or the only video with the only audio)")
-      .param("continue_positions", true, "later segments number on after the largest id so far")
-      .param("max_tokens", int64_t{0}, "token budget per sequence (0 = unlimited)")
-      .param("max_text_tokens", int64_t{0}, "text token budget (0 = unlimited)")
-      .param("max_image_tokens", int64_t{0}, "image token budget (0 = unlimited)")
-      .param("max_video_tokens", int64_t{0}, "video token budget (0 = unlimited)")
-      .param("max_audio_tokens", int64_t{0}, "audio token budget (0 = unlimited)")
-      .param("image_start_id", sp.image_start, "<|image_start|> id (byte tokenizer default)")
-      .param("image_end_id", sp.image_end, "<|image_end|> id")
-      .param("audio_start_id", sp.audio_start, "<|audio_start|> id")
-      .param("audio_end_id", sp.audio_end, "<|audio_end|> id")
-      .param("video_start_id", sp.video_start, "<|video_start|> id")
-      .param("video_end_id", sp.video_end, "<|video_end|> id")
+      .input(kText)
+      .input(kImage)
+      .input(kVideo)
+      .input(kAudio)
+      .output(kSequence)
+      .param(kSegment)
+      .param(kChunk)
+      .param(kPositionIdsPerSecond)
+      .param(kTextPosition)
+      .param(kPairAudioVideo)
+      .param(kContinuePositions)
+      .param(kMaxTokens)
+      .param(kMaxText)
+      .param(kMaxImage)
+      .param(kMaxVideo)
+      .param(kMaxAudio)
+      .param(kImageStart)
+      .param(kImageEnd)
+      .param(kAudioStart)
+      .param(kAudioEnd)
+      .param(kVideoStart)
+      .param(kVideoEnd)
       .policy(InputPolicy::kImmediate);
 }
 
 void UnifiedSequencer::open(Context& ctx) {
-  const Params& p = ctx.params();
   SequencerConfig c;
-  c.segment_s = p.get_double("segment_s");
-  c.layout.seconds_per_chunk = p.get_double("chunk_s");
-  c.layout.position_ids_per_second = p.get_double("position_ids_per_second");
-  c.text_position = p.get_string("text_position");
-  c.pair_audio_video = p.get_bool("pair_audio_video");
-  c.continue_positions = p.get_bool("continue_positions");
-  c.max_tokens = p.get_int("max_tokens");
-  c.max_text = p.get_int("max_text_tokens");
-  c.max_image = p.get_int("max_image_tokens");
-  c.max_video = p.get_int("max_video_tokens");
-  c.max_audio = p.get_int("max_audio_tokens");
+  c.segment_s = ctx.param(kSegment);
+  c.layout.seconds_per_chunk = ctx.param(kChunk);
+  c.layout.position_ids_per_second = ctx.param(kPositionIdsPerSecond);
+  c.text_position = ctx.param(kTextPosition);
+  c.pair_audio_video = ctx.param(kPairAudioVideo);
+  c.continue_positions = ctx.param(kContinuePositions);
+  c.max_tokens = ctx.param(kMaxTokens);
+  c.max_text = ctx.param(kMaxText);
+  c.max_image = ctx.param(kMaxImage);
+  c.max_video = ctx.param(kMaxVideo);
+  c.max_audio = ctx.param(kMaxAudio);
   auto& sp = c.layout.special;
-  sp.image_start = p.get_int("image_start_id");
-  sp.image_end = p.get_int("image_end_id");
-  sp.audio_start = p.get_int("audio_start_id");
-  sp.audio_end = p.get_int("audio_end_id");
-  sp.video_start = p.get_int("video_start_id");
-  sp.video_end = p.get_int("video_end_id");
+  sp.image_start = ctx.param(kImageStart);
+  sp.image_end = ctx.param(kImageEnd);
+  sp.audio_start = ctx.param(kAudioStart);
+  sp.audio_end = ctx.param(kAudioEnd);
+  sp.video_start = ctx.param(kVideoStart);
+  sp.video_end = ctx.param(kVideoEnd);
   asm_ = std::make_unique<SegmentAssembler>(c);  // ConfigError; the runtime names the node
 }
 
 Flow UnifiedSequencer::process(Context& ctx) {
-  static const char* kPorts[] = {"text", "image", "video", "audio"};
-  for (const char* name : kPorts) {
-    const int port = ctx.input_port(name);
-    const Packet& pk = ctx.input(port);
+  if (const auto text = ctx.input(kText); !text.empty()) asm_->add(text.get());
+  for (const auto* media : {&kImage, &kVideo, &kAudio}) {
+    const auto pk = ctx.input(*media);
     if (pk.empty()) continue;
-    TokenChunk c = pk.get<TokenChunk>();
-    if (port != ctx.input_port("text")) latest_us_[port] = std::max(latest_us_[port], c.start_us);
-    asm_->add(std::move(c));
+    const int port = ctx.input_port(*media);
+    latest_us_[port] = std::max(latest_us_[port], pk.get().start_us);
+    asm_->add(pk.get());
   }
   if (asm_->config().segment_s > 0) {
     // A window is complete once every media input still open has moved past its end.
     int64_t watermark = INT64_MAX;
-    for (const char* name : {"image", "video", "audio"}) {
-      const int port = ctx.input_port(name);
+    for (const auto* media : {&kImage, &kVideo, &kAudio}) {
+      const int port = ctx.input_port(*media);
       if (ctx.input_done(port)) continue;
       auto it = latest_us_.find(port);
       watermark = std::min(watermark, it == latest_us_.end() ? INT64_MIN : it->second);
@@ -336,7 +331,7 @@ void UnifiedSequencer::emit_all(Context& ctx, std::vector<FusedSequence> seqs) {
     ctx.count("tokens", s.length());
     const int64_t ts = std::max(last_ts_ + 1, s.start_us);
     last_ts_ = ts;
-    ctx.emit<FusedSequence>("sequence", std::move(s), Timestamp(ts));
+    ctx.emit(kSequence, std::move(s), Timestamp(ts));
   }
 }
 

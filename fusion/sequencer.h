@@ -48,6 +48,49 @@ class SegmentAssembler {
 
 class UnifiedSequencer : public Node {
  public:
+  static constexpr OptionalInput<TokenChunk> kText{
+      "text", "text tokens (ids or embeddings), e.g. the prompt"};
+  static constexpr OptionalInput<TokenChunk> kImage{"image", "image tokens"};
+  static constexpr OptionalInput<TokenChunk> kVideo{
+      "video", "video frame tokens (one chunk per frame or clip)"};
+  static constexpr OptionalInput<TokenChunk> kAudio{"audio", "audio tokens"};
+  static constexpr Output<FusedSequence> kSequence{"sequence", "one fused sequence per segment"};
+  static constexpr Param<double> kSegment{
+      "segment_s", 0.0, "segment length in seconds for streaming; 0 = the whole input"};
+  static constexpr Param<double> kChunk{
+      "chunk_s", 2.0, "audio/video interleaving chunk in seconds (Qwen2.5-Omni: 2)"};
+  static constexpr Param<double> kPositionIdsPerSecond{
+      "position_ids_per_second", 25.0, "temporal position ids per second of media time"};
+  static constexpr Param<std::string> kTextPosition{
+      "text_position", "after", "where text goes relative to media: after, before, time"};
+  static constexpr Param<bool> kPairAudioVideo{
+      "pair_audio_video", true,
+      "interleave a clip's video with its audio (same stream prefix, or the only video with the "
+      "only audio)"};
+  static constexpr Param<bool> kContinuePositions{
+      "continue_positions", true, "later segments number on after the largest id so far"};
+  static constexpr Param<int64_t> kMaxTokens{"max_tokens", 0,
+                                             "token budget per sequence (0 = unlimited)"};
+  static constexpr Param<int64_t> kMaxText{"max_text_tokens", 0,
+                                           "text token budget (0 = unlimited)"};
+  static constexpr Param<int64_t> kMaxImage{"max_image_tokens", 0,
+                                            "image token budget (0 = unlimited)"};
+  static constexpr Param<int64_t> kMaxVideo{"max_video_tokens", 0,
+                                            "video token budget (0 = unlimited)"};
+  static constexpr Param<int64_t> kMaxAudio{"max_audio_tokens", 0,
+                                            "audio token budget (0 = unlimited)"};
+  static constexpr Param<int64_t> kImageStart{"image_start_id", SpecialTokens{}.image_start,
+                                              "<|image_start|> id (byte tokenizer default)"};
+  static constexpr Param<int64_t> kImageEnd{"image_end_id", SpecialTokens{}.image_end,
+                                            "<|image_end|> id"};
+  static constexpr Param<int64_t> kAudioStart{"audio_start_id", SpecialTokens{}.audio_start,
+                                              "<|audio_start|> id"};
+  static constexpr Param<int64_t> kAudioEnd{"audio_end_id", SpecialTokens{}.audio_end,
+                                            "<|audio_end|> id"};
+  static constexpr Param<int64_t> kVideoStart{"video_start_id", SpecialTokens{}.video_start,
+                                              "<|video_start|> id"};
+  static constexpr Param<int64_t> kVideoEnd{"video_end_id", SpecialTokens{}.video_end,
+                                            "<|video_end|> id"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;

@@ -43,7 +43,7 @@ void BM_PlainLoop(benchmark::State& state) {
   const int hops = static_cast<int>(state.range(0));
   std::vector<PassThrough> nodes(hops);
   LoopContext ctx;
-  ctx.params_.set("sleep_us", int64_t{0});
+  ctx.params_.set(std::string(PassThrough::kSleep.name), int64_t{0});
   for (auto& n : nodes) n.open(ctx);
   for (auto _ : state) {
     for (int64_t i = 0; i < kPackets; ++i) {

@@ -17,67 +17,65 @@ Contract AudioEncoderNode::contract() {
           "Whisper-like audio encoder: log-mel Tensor [n_mels, T] at 100 frames/s -> one "
           "TokenChunk [N, out_dim] per window of window_s (25 tokens/s; N = "
           "audio_window_tokens(frames)); nothing is truncated")
-      .input<at::Tensor>("mel",
-                         "log-mel [n_mels, T] (the LogMel node's output), at its start "
-                         "time")
-      .output<TokenChunk>("tokens", "one TokenChunk per window, at the window's start time")
-      .param("n_mels", int64_t{80}, "mel bins")
-      .param("width", int64_t{192}, "transformer width")
-      .param("depth", int64_t{4}, "transformer blocks")
-      .param("heads", int64_t{3}, "attention heads")
-      .param("mlp_ratio", int64_t{4}, "MLP hidden width / width")
-      .param("out_dim", int64_t{256}, "output (fusion) width")
-      .param("window_s", 30.0, "attention window in seconds; longer input is cut into windows")
-      .param("batch", int64_t{4}, "full windows encoded per forward")
-      .param("frames_per_second", 100.0, "mel frame rate (Whisper: 16000 / 160)")
-      .param("weights", "", "safetensors file; empty = random init from `seed`")
-      .param("prefix", "", "name prefix of this encoder's tensors in the weights file")
-      .param("seed", int64_t{0}, "random init seed when no weights are given")
-      .param("device", "cpu", "cpu, cuda or cuda:N")
-      .param("dtype", "fp32", "fp32; bf16/fp16 on CUDA")
-      .param("stream", "", "stream id on the TokenChunks (default: <node>/audio)");
+      .input(kMel)
+      .output(kTokens)
+      .param(kNMels)
+      .param(kWidth)
+      .param(kDepth)
+      .param(kHeads)
+      .param(kMlpRatio)
+      .param(kOutDim)
+      .param(kWindow)
+      .param(kBatch)
+      .param(kFramesPerSecond)
+      .param(kWeights)
+      .param(kPrefix)
+      .param(kSeed)
+      .param(kDevice)
+      .param(kDtype)
+      .param(kStream);
 }
 
 void AudioEncoderNode::open(Context& ctx) {
-  const Params& p = ctx.params();
-  const std::string where = ctx.node_name() + " (AudioEncoder)";
+  // Errors carry no node prefix: the runtime adds one ("node 'x' (AudioEncoder) failed in open()").
   try {
     AudioEncoderOptions o;
-    o.n_mels(p.get_int("n_mels"))
-        .width(p.get_int("width"))
-        .depth(p.get_int("depth"))
-        .heads(p.get_int("heads"))
-        .mlp_ratio(p.get_int("mlp_ratio"))
-        .out_dim(p.get_int("out_dim"));
-    spec_ = parse_device(p.get_string("device"), p.get_string("dtype"), where);
-    frames_per_second_ = p.get_double("frames_per_second");
-    const double window_s = p.get_double("window_s");
+    o.n_mels(ctx.param(kNMels))
+        .width(ctx.param(kWidth))
+        .depth(ctx.param(kDepth))
+        .heads(ctx.param(kHeads))
+        .mlp_ratio(ctx.param(kMlpRatio))
+        .out_dim(ctx.param(kOutDim));
+    spec_ = parse_device(ctx.param(kDevice), ctx.param(kDtype), /*where=*/{});
+    frames_per_second_ = ctx.param(kFramesPerSecond);
+    const double window_s = ctx.param(kWindow);
     window_frames_ = static_cast<int64_t>(std::llround(window_s * frames_per_second_));
     if (frames_per_second_ <= 0 || window_frames_ < 1)
       throw ConfigError("window_s x frames_per_second must be at least one frame");
-    batch_ = p.get_int("batch");
+    batch_ = ctx.param(kBatch);
     if (batch_ < 1) throw ConfigError("batch must be >= 1");
-    with_seed(p.get_int("seed"), [&] { enc_ = AudioEncoder(o); });
+    with_seed(ctx.param(kSeed), [&] { enc_ = AudioEncoder(o); });
   } catch (const InputError&) {
     throw;
+  } catch (const ConfigError&) {
+    throw;
   } catch (const Error& e) {
-    throw ConfigError(where + ": " + e.what());
+    throw ConfigError(e.what());  // the model's option checks
   }
-  load_and_place(*enc_, p.get_string("weights"), p.get_string("prefix"), spec_, where);
+  load_and_place(*enc_, ctx.param(kWeights), ctx.param(kPrefix), spec_);
   if (spec_.device.is_cuda()) stager_ = std::make_unique<DeviceStager>(spec_.device);
-  stream_ = p.get_string("stream");
+  stream_ = ctx.param(kStream);
   if (stream_.empty()) stream_ = ctx.node_name() + "/audio";
 }
 
 Flow AudioEncoderNode::process(Context& ctx) {
-  const Packet& p = ctx.input(0);
+  const auto p = ctx.input(kMel);
   if (p.empty()) return Flow::kContinue;
-  at::Tensor mel = p.get<at::Tensor>();
+  at::Tensor mel = p.get();
   if (mel.dim() == 3 && mel.size(0) == 1) mel = mel.squeeze(0);
   if (mel.dim() != 2 || mel.size(0) != enc_->options.n_mels()) {
-    std::ostringstream os;
-    os << ctx.node_name() << " at " << p.timestamp().to_string() << ": expected log-mel ["
-       << enc_->options.n_mels() << ", T], got " << mel.sizes();
+    std::ostringstream os;  // the runtime prefixes the node and the timestamp
+    os << "expected log-mel [" << enc_->options.n_mels() << ", T], got " << mel.sizes();
     throw InputError(os.str());
   }
   const int64_t total = mel.size(1);
@@ -103,7 +101,7 @@ Flow AudioEncoderNode::process(Context& ctx) {
     ctx.count("tokens", c.num_tokens());
     ctx.count("windows");
     const Timestamp ts(c.start_us);
-    ctx.emit<TokenChunk>("tokens", std::move(c), ts);
+    ctx.emit(kTokens, std::move(c), ts);
   };
   // Full windows go through in batches (same length, no padding); the remainder alone.
   const int64_t full = total / window_frames_;

@@ -12,11 +12,36 @@
 #include "modalities/audio/audio_encoder.h"
 #include "modalities/common/device_stager.h"
 #include "modalities/common/encoder_setup.h"
+#include "modalities/common/token_chunk.h"
 
 namespace omni {
 
 class AudioEncoderNode : public Node {
  public:
+  static constexpr Input<at::Tensor> kMel{
+      "mel", "log-mel [n_mels, T] (the LogMel node's output), at its start time"};
+  static constexpr Output<TokenChunk> kTokens{
+      "tokens", "one TokenChunk per window, at the window's start time"};
+  static constexpr Param<int64_t> kNMels{"n_mels", 80, "mel bins"};
+  static constexpr Param<int64_t> kWidth{"width", 192, "transformer width"};
+  static constexpr Param<int64_t> kDepth{"depth", 4, "transformer blocks"};
+  static constexpr Param<int64_t> kHeads{"heads", 3, "attention heads"};
+  static constexpr Param<int64_t> kMlpRatio{"mlp_ratio", 4, "MLP hidden width / width"};
+  static constexpr Param<int64_t> kOutDim{"out_dim", 256, "output (fusion) width"};
+  static constexpr Param<double> kWindow{
+      "window_s", 30.0, "attention window in seconds; longer input is cut into windows"};
+  static constexpr Param<int64_t> kBatch{"batch", 4, "full windows encoded per forward"};
+  static constexpr Param<double> kFramesPerSecond{"frames_per_second", 100.0,
+                                                  "mel frame rate (Whisper: 16000 / 160)"};
+  static constexpr Param<std::string> kWeights{"weights", "",
+                                               "safetensors file; empty = random init from `seed`"};
+  static constexpr Param<std::string> kPrefix{
+      "prefix", "", "name prefix of this encoder's tensors in the weights file"};
+  static constexpr Param<int64_t> kSeed{"seed", 0, "random init seed when no weights are given"};
+  static constexpr Param<std::string> kDevice{"device", "cpu", "cpu, cuda or cuda:N"};
+  static constexpr Param<std::string> kDtype{"dtype", "fp32", "fp32; bf16/fp16 on CUDA"};
+  static constexpr Param<std::string> kStream{
+      "stream", "", "stream id on the TokenChunks (default: <node>/audio)"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;

@@ -27,42 +27,37 @@ Contract LogMelNode::contract() {
       .doc(
           "Whisper log-mel features (bit-for-bit the openai-whisper front end) of a 16 kHz "
           "audio stream, one [n_mels, frames] tensor per window")
-      .input<AudioChunk>("audio", "16 kHz PCM (channels are averaged)")
-      .output<at::Tensor>("mel", "float32 [n_mels, frames] per window; timestamp = window start")
-      .param("n_mels", 80, "mel bins: 80 or 128")
-      .param("mode", "padded30",
-             "padded30: each window alone, zero-padded to window_s (Whisper's 30 s inputs); "
-             "whole: frames of the whole stream, cut into windows")
-      .param("window_s", 30.0, "window length in seconds (multiple of 0.01)")
-      .param("normalize", "window",
-             "whole mode: scope of the max-8 dynamic range step: window or stream")
+      .input(kAudio)
+      .output(kMel)
+      .param(kNMels)
+      .param(kMode)
+      .param(kWindow)
+      .param(kNormalize)
       .policy(InputPolicy::kImmediate);
 }
 
 void LogMelNode::open(Context& ctx) {
-  const auto& p = ctx.params();
-  const std::string where = "LogMel '" + ctx.node_name() + "': ";
-  const int64_t n_mels = p.get_int("n_mels");
+  const int64_t n_mels = ctx.param(kNMels);
   if (n_mels != 80 && n_mels != 128) {
-    throw ConfigError(where + "n_mels must be 80 or 128 (got " + std::to_string(n_mels) + ")");
+    throw ConfigError("n_mels must be 80 or 128 (got " + std::to_string(n_mels) + ")");
   }
   n_mels_ = static_cast<int>(n_mels);
-  const std::string& mode = p.get_string("mode");
+  const std::string& mode = ctx.param(kMode);
   if (mode != "padded30" && mode != "whole") {
-    throw ConfigError(where + "mode must be 'padded30' or 'whole' (got '" + mode + "')");
+    throw ConfigError("mode must be 'padded30' or 'whole' (got '" + mode + "')");
   }
   padded_ = mode == "padded30";
-  const double window_s = p.get_double("window_s");
+  const double window_s = ctx.param(kWindow);
   const double frames = window_s * kWhisperSampleRate / kWhisperHop;
   if (!(window_s > 0.0) || std::fabs(frames - std::round(frames)) > 1e-6 || frames < 2) {
-    throw ConfigError(where + "window_s must be a positive multiple of 0.01 s (got " +
+    throw ConfigError("window_s must be a positive multiple of 0.01 s (got " +
                       std::to_string(window_s) + ")");
   }
   window_frames_ = static_cast<int64_t>(std::llround(frames));
   window_samples_ = window_frames_ * kWhisperHop;
-  const std::string& norm = p.get_string("normalize");
+  const std::string& norm = ctx.param(kNormalize);
   if (norm != "window" && norm != "stream") {
-    throw ConfigError(where + "normalize must be 'window' or 'stream' (got '" + norm + "')");
+    throw ConfigError("normalize must be 'window' or 'stream' (got '" + norm + "')");
   }
   stream_norm_ = norm == "stream";
   if (padded_) {
@@ -79,15 +74,14 @@ Timestamp LogMelNode::sample_time(int64_t sample) const {
 void LogMelNode::emit_window(Context& ctx, std::vector<float> data, int64_t frames,
                              int64_t first_sample) {
   ctx.count("frames", frames);
-  ctx.emit("mel", Packet::adopt<at::Tensor>(std::make_shared<const at::Tensor>(
-                                                to_tensor(std::move(data), n_mels_, frames)),
-                                            sample_time(first_sample)));
+  ctx.emit(kMel, std::make_shared<const at::Tensor>(to_tensor(std::move(data), n_mels_, frames)),
+           sample_time(first_sample));
 }
 
 Flow LogMelNode::process(Context& ctx) {
-  const Packet& in = ctx.input("audio");
+  const auto in = ctx.input(kAudio);
   if (in.empty()) return Flow::kContinue;
-  const auto& chunk = in.get<AudioChunk>();
+  const AudioChunk& chunk = in.get();
   if (chunk.sample_rate != kWhisperSampleRate) {
     throw InputError("audio at " + std::to_string(chunk.sample_rate) +
                      " Hz; the Whisper front end needs 16000 Hz (resample upstream: MediaSource "

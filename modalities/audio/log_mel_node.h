@@ -10,6 +10,7 @@
 
 #include "core/node.h"
 #include "modalities/audio/log_mel.h"
+#include "modalities/common/audio_chunk.h"
 
 namespace omni {
 
@@ -30,6 +31,18 @@ namespace omni {
 // averaged. Gaps in start_us are counted ("discontinuities") and the samples treated as contiguous.
 class LogMelNode : public Node {
  public:
+  static constexpr Input<AudioChunk> kAudio{"audio", "16 kHz PCM (channels are averaged)"};
+  static constexpr Output<at::Tensor> kMel{
+      "mel", "float32 [n_mels, frames] per window; timestamp = window start"};
+  static constexpr Param<int64_t> kNMels{"n_mels", 80, "mel bins: 80 or 128"};
+  static constexpr Param<std::string> kMode{
+      "mode", "padded30",
+      "padded30: each window alone, zero-padded to window_s (Whisper's 30 s inputs); "
+      "whole: frames of the whole stream, cut into windows"};
+  static constexpr Param<double> kWindow{"window_s", 30.0,
+                                         "window length in seconds (multiple of 0.01)"};
+  static constexpr Param<std::string> kNormalize{
+      "normalize", "window", "whole mode: scope of the max-8 dynamic range step: window or stream"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;

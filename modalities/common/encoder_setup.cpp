@@ -14,11 +14,18 @@
 
 namespace omni {
 
+namespace {
+std::string with_where(const std::string& where, const std::string& what) {
+  return where.empty() ? what : where + " " + what;
+}
+}  // namespace
+
 DeviceSpec parse_device(const std::string& device, const std::string& dtype,
                         const std::string& where) {
   DeviceSpec s;
-  s.device = parse_device(device, where);  // torch_compat: the one parser of device/dtype text
-  s.dtype = parse_dtype(dtype, s.device, where);
+  // torch_compat: the one parser of device/dtype text
+  s.device = parse_device(device, with_where(where, "param 'device'"));
+  s.dtype = parse_dtype(dtype, s.device, with_where(where, "param 'dtype'"));
   return s;
 }
 
@@ -54,10 +61,9 @@ void load_and_place(torch::nn::Module& module, const std::string& weights,
     try {
       auto file = SafeTensorsFile::open(weights);
       load_weights(module, *file, prefix);
-    } catch (const Error& e) {
-      throw InputError(where + ": loading weights from '" + weights + "': " + e.what());
     } catch (const std::exception& e) {
-      throw InputError(where + ": loading weights from '" + weights + "': " + e.what());
+      throw InputError((where.empty() ? "" : where + ": ") + "loading weights from '" + weights +
+                       "': " + e.what());
     }
   }
   module.to(spec.device, spec.dtype);

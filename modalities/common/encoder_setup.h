@@ -20,8 +20,10 @@ struct DeviceSpec {
 };
 
 // device: "cpu", "cuda", "cuda:N"; dtype: "fp32", "bf16", "fp16" (reduced precision needs CUDA).
-// Throws ConfigError naming `where` (the node) for unknown values or a missing CUDA device. The
-// texts are parsed by torch_compat's parse_device / parse_dtype (shared with the fusion nodes).
+// Throws ConfigError naming the parameter ("param 'device': ...", after `where` unless it is
+// empty) for unknown values or a missing CUDA device. Nodes pass an empty `where`: the runtime's
+// prefix names them. The texts are parsed by torch_compat's parse_device / parse_dtype (shared
+// with the fusion nodes).
 DeviceSpec parse_device(const std::string& device, const std::string& dtype,
                         const std::string& where);
 
@@ -32,8 +34,10 @@ DeviceSpec parse_device(const std::string& device, const std::string& dtype,
 void with_seed(int64_t seed, const std::function<void()>& construct);
 
 // Loads `weights` (a safetensors path; empty = keep the random init) into the module under
-// `prefix`, then moves it to the device/dtype and sets eval mode. Errors name `where`.
+// `prefix`, then moves it to the device/dtype and sets eval mode. Errors (InputError) name the
+// file, after `where` when given.
 void load_and_place(torch::nn::Module& module, const std::string& weights,
-                    const std::string& prefix, const DeviceSpec& spec, const std::string& where);
+                    const std::string& prefix, const DeviceSpec& spec,
+                    const std::string& where = {});
 
 }  // namespace omni

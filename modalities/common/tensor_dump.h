@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +16,15 @@ namespace omni {
 
 class TensorDump : public Node {
  public:
+  // `in` is required, in1..in3 optional.
+  static constexpr Input<AnyType> kIn{"in", "Tensor or TokenChunk packets"};
+  static constexpr std::array<OptionalInput<AnyType>, 3> kMore{
+      OptionalInput<AnyType>{"in1", "more Tensor or TokenChunk packets"},
+      OptionalInput<AnyType>{"in2", "more Tensor or TokenChunk packets"},
+      OptionalInput<AnyType>{"in3", "more Tensor or TokenChunk packets"}};
+  static constexpr Param<std::string> kPath{"path", "", "output .safetensors file (required)"};
+  static constexpr Param<int64_t> kMaxMb{"max_mb", 4096,
+                                         "fail instead of holding more than this many MiB"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
@@ -25,8 +35,9 @@ class TensorDump : public Node {
   static std::string entry_name(const std::string& port, int64_t timestamp_us);
 
  private:
+  void take(Context& ctx, const Input<AnyType>& port);
+
   std::string path_;
-  std::vector<std::string> ports_;
   std::map<std::string, at::Tensor> tensors_;
   std::map<std::string, std::string> metadata_;  // per entry: what it came from (JSON)
   int64_t bytes_ = 0, max_bytes_ = 0;

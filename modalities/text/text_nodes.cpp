@@ -7,24 +7,25 @@
 #include "core/error.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/common/token_chunk.h"
+#include "modalities/common/torch_compat.h"
 
 namespace omni {
 
 Contract TextSource::contract() {
   return Contract()
       .doc("Emits the string `text` once, at `timestamp_us`, then finishes")
-      .output<std::string>("text", "the text")
-      .param("text", "", "text to emit (UTF-8)")
-      .param("timestamp_us", int64_t{0}, "timestamp of the packet, microseconds");
+      .output(kText)
+      .param(kTextParam)
+      .param(kTimestamp);
 }
 
 void TextSource::open(Context& ctx) {
-  text_ = ctx.params().get_string("text");
-  ts_ = Timestamp(ctx.params().get_int("timestamp_us"));
+  text_ = ctx.param(kTextParam);
+  ts_ = Timestamp(ctx.param(kTimestamp));
 }
 
 Flow TextSource::process(Context& ctx) {
-  ctx.emit<std::string>("text", text_, ts_);
+  ctx.emit(kText, text_, ts_);
   return Flow::kDone;
 }
 
@@ -33,48 +34,37 @@ Contract TextEncoder::contract() {
       .doc(
           "Tokenizes text (or takes ids) into a text TokenChunk: token ids, or embeddings "
           "[N, d] looked up in a safetensors table when `weights` is set")
-      .optional_input<std::string>("text", "UTF-8 text; special tokens in it are recognised")
-      .optional_input<std::vector<int64_t>>("ids", "already tokenized ids")
-      .output<TokenChunk>("tokens", "modality text; ids [N] int64, or embeddings [N, d]")
-      .param("tokenizer", "byte",
-             "'byte' (built-in byte tokenizer), a tokenizer.json path or a Hugging Face checkpoint "
-             "directory")
-      .param("weights", "", "safetensors file with the embedding table; empty: emit ids only")
-      .param("tensor", "embed_tokens.weight", "name of the [vocab, d] table in `weights`")
-      .param("device", "cpu", "device of the embeddings: cpu, cuda, cuda:N")
-      .param("stream", "", "stream id written into the chunks (default: the node name)")
+      .input(kText)
+      .input(kIds)
+      .output(kTokens)
+      .param(kTokenizer)
+      .param(kWeights)
+      .param(kTensor)
+      .param(kDevice)
+      .param(kStream)
       .policy(InputPolicy::kImmediate);
 }
 
 void TextEncoder::open(Context& ctx) {
-  const auto& p = ctx.params();
-  const std::string where = "TextEncoder '" + ctx.node_name() + "': ";
+  // Errors carry no node prefix: the runtime adds one ("node 'x' (TextEncoder) failed in open()").
   try {
-    tokenizer_ = load_tokenizer(p.get_string("tokenizer"));
+    tokenizer_ = load_tokenizer(ctx.param(kTokenizer));
   } catch (const Error& e) {
-    throw ConfigError(where + e.what());
+    throw ConfigError(e.what());
   }
-  stream_ = p.get_string("stream").empty() ? ctx.node_name() : p.get_string("stream");
-  device_ = p.get_string("device");
-  c10::Device device(c10::kCPU);
-  try {
-    device = c10::Device(device_);
-  } catch (const c10::Error& e) {
-    throw ConfigError(where + "device '" + device_ + "' is not a valid torch device");
-  }
-  if (device.is_cuda() && !at::hasCUDA()) {
-    throw ConfigError(where + "device '" + device_ + "' requested but libtorch has no CUDA");
-  }
-  const std::string& weights = p.get_string("weights");
+  stream_ = ctx.param(kStream).empty() ? ctx.node_name() : ctx.param(kStream);
+  device_ = ctx.param(kDevice);
+  const c10::Device device = parse_device(device_, "param 'device'");
+  const std::string& weights = ctx.param(kWeights);
   if (weights.empty()) return;
-  const std::string& name = p.get_string("tensor");
+  const std::string& name = ctx.param(kTensor);
   const auto file = SafeTensorsFile::open(weights);
   if (!file->contains(name)) {
-    throw InputError(where + "'" + weights + "' has no tensor '" + name + "'");
+    throw InputError("'" + weights + "' has no tensor '" + name + "'");
   }
   at::Tensor t = file->get(name);
   if (t.dim() != 2 || t.size(0) < tokenizer_->vocab_size() || !t.is_floating_point()) {
-    throw InputError(where + "embedding table '" + name + "' in '" + weights + "' has shape " +
+    throw InputError("embedding table '" + name + "' in '" + weights + "' has shape " +
                      c10::str(t.sizes()) + " and dtype " +
                      std::string(c10::toString(t.scalar_type())) +
                      "; expected a floating [vocab >= " + std::to_string(tokenizer_->vocab_size()) +
@@ -83,19 +73,19 @@ void TextEncoder::open(Context& ctx) {
   try {
     table_ = t.to(device, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   } catch (const c10::Error& e) {
-    throw ConfigError(where + "moving the embedding table to " + device_ +
+    throw ConfigError("moving the embedding table to " + device_ +
                       " failed: " + e.what_without_backtrace());
   }
 }
 
 Flow TextEncoder::process(Context& ctx) {
   std::vector<int64_t> ids;
-  const Packet& text = ctx.input("text");
-  const Packet& in_ids = ctx.input("ids");
+  const auto text = ctx.input(kText);
+  const auto in_ids = ctx.input(kIds);
   if (!text.empty()) {
-    ids = tokenizer_->encode(text.get<std::string>());
+    ids = tokenizer_->encode(text.get());
   } else if (!in_ids.empty()) {
-    ids = in_ids.get<std::vector<int64_t>>();
+    ids = in_ids.get();
     const int64_t limit = table_.defined() ? table_.size(0) : tokenizer_->vocab_size();
     for (int64_t id : ids) {
       if (id < 0 || id >= limit) {
@@ -120,7 +110,7 @@ Flow TextEncoder::process(Context& ctx) {
     chunk.ids = id_tensor;
   }
   ctx.count("tokens", n);
-  ctx.emit<TokenChunk>("tokens", std::move(chunk), ctx.timestamp());
+  ctx.emit(kTokens, std::move(chunk), ctx.timestamp());
   return Flow::kContinue;
 }
 

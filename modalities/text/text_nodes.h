@@ -9,12 +9,17 @@
 #include <vector>
 
 #include "core/node.h"
+#include "modalities/common/token_chunk.h"
 #include "modalities/text/tokenizer.h"
 
 namespace omni {
 
 class TextSource : public Node {
  public:
+  static constexpr Output<std::string> kText{"text", "the text"};
+  static constexpr Param<std::string> kTextParam{"text", "", "text to emit (UTF-8)"};
+  static constexpr Param<int64_t> kTimestamp{"timestamp_us", 0,
+                                             "timestamp of the packet, microseconds"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
@@ -26,6 +31,23 @@ class TextSource : public Node {
 
 class TextEncoder : public Node {
  public:
+  static constexpr OptionalInput<std::string> kText{
+      "text", "UTF-8 text; special tokens in it are recognised"};
+  static constexpr OptionalInput<std::vector<int64_t>> kIds{"ids", "already tokenized ids"};
+  static constexpr Output<TokenChunk> kTokens{"tokens",
+                                              "modality text; ids [N] int64, or embeddings [N, d]"};
+  static constexpr Param<std::string> kTokenizer{
+      "tokenizer", "byte",
+      "'byte' (built-in byte tokenizer), a tokenizer.json path or a Hugging Face checkpoint "
+      "directory"};
+  static constexpr Param<std::string> kWeights{
+      "weights", "", "safetensors file with the embedding table; empty: emit ids only"};
+  static constexpr Param<std::string> kTensor{"tensor", "embed_tokens.weight",
+                                              "name of the [vocab, d] table in `weights`"};
+  static constexpr Param<std::string> kDevice{"device", "cpu",
+                                              "device of the embeddings: cpu, cuda, cuda:N"};
+  static constexpr Param<std::string> kStream{
+      "stream", "", "stream id written into the chunks (default: the node name)"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;

@@ -456,13 +456,17 @@ ClipWork next_work(const ClipWork& in) {
 
 class JobSource : public Node {
  public:
+  static constexpr Output<ClipWork> kOut{"out", "a clip job"};
+  static Contract contract() {
+    return Contract().doc("the manifest's clips, one packet per clip").output(kOut);
+  }
   explicit JobSource(const std::vector<ClipJob>* jobs) : jobs_(jobs) {}
   Flow process(Context& ctx) override {
     if (next_ >= jobs_->size() || ctx.stop_requested()) return Flow::kDone;
     ClipWork w;
     w.job = std::make_shared<const ClipJob>((*jobs_)[next_]);
     w.error = w.job->error;
-    ctx.emit<ClipWork>("out", std::move(w), Timestamp(int64_t(next_)));
+    ctx.emit(kOut, std::move(w), Timestamp(int64_t(next_)));
     ++next_;
     return next_ < jobs_->size() ? Flow::kContinue : Flow::kDone;
   }
@@ -475,15 +479,24 @@ class JobSource : public Node {
 // One manifest line -> its clip job (the same job read_batch_manifest makes of that line).
 class JobOfLine : public Node {
  public:
+  static constexpr Input<ManifestItem> kIn{"in", "a manifest line"};
+  static constexpr Output<ClipWork> kOut{"out", "its clip job"};
+  static Contract contract() {
+    return Contract()
+        .doc("a manifest line as a clip job")
+        .input(kIn)
+        .output(kOut)
+        .policy(InputPolicy::kImmediate);
+  }
   explicit JobOfLine(std::string manifest) : manifest_(std::move(manifest)) {}
   Flow process(Context& ctx) override {
-    const Packet& p = ctx.input(0);
+    const auto p = ctx.input(kIn);
     if (p.empty()) return Flow::kContinue;
-    const ManifestItem& item = p.get<ManifestItem>();
+    const ManifestItem& item = p.get();
     ClipWork w;
     w.job = std::make_shared<const ClipJob>(clip_job_from_line(item.line(), item.text, manifest_));
     w.error = w.job->error;
-    ctx.emit<ClipWork>("out", std::move(w), p.timestamp());
+    ctx.emit(kOut, std::move(w), p.timestamp());
     return Flow::kContinue;
   }
 
@@ -493,10 +506,19 @@ class JobOfLine : public Node {
 
 class RecordsOfClip : public Node {
  public:
+  static constexpr Input<ClipWork> kIn{"in", "an answered clip"};
+  static constexpr Output<ItemRecords> kOut{"out", "its records"};
+  static Contract contract() {
+    return Contract()
+        .doc("a clip's records, written whole")
+        .input(kIn)
+        .output(kOut)
+        .policy(InputPolicy::kImmediate);
+  }
   Flow process(Context& ctx) override {
-    const Packet& p = ctx.input(0);
+    const auto p = ctx.input(kIn);
     if (p.empty()) return Flow::kContinue;
-    ctx.emit<ItemRecords>("out", ItemRecords{p.get<ClipWork>().records}, p.timestamp());
+    ctx.emit(kOut, ItemRecords{p.get().records}, p.timestamp());
     return Flow::kContinue;
   }
 };
@@ -506,11 +528,16 @@ class RecordsOfClip : public Node {
 class StageNode : public Node {
  public:
   using Fn = std::function<void(const ClipWork& in, ClipWork& out)>;
+  static constexpr Input<ClipWork> kIn{"in", "a clip and the previous stage's output"};
+  static constexpr Output<ClipWork> kOut{"out", "the clip and this stage's output"};
+  static Contract contract(const std::string& doc) {
+    return Contract().doc(doc).input(kIn).output(kOut).policy(InputPolicy::kImmediate);
+  }
   StageNode(int index, Fn fn) : index_(index), fn_(std::move(fn)) {}
   Flow process(Context& ctx) override {
-    const Packet& p = ctx.input(0);
+    const auto p = ctx.input(kIn);
     if (p.empty()) return Flow::kContinue;
-    const ClipWork& in = p.get<ClipWork>();
+    const ClipWork& in = p.get();
     ClipWork out = next_work(in);
     if (out.error.empty()) {
       const auto t0 = Clock::now();
@@ -523,7 +550,7 @@ class StageNode : public Node {
       out.stage_ms[size_t(index_)] = ms_since(t0);
     }
     if (index_ == 3) finish_records(in, out);
-    ctx.emit<ClipWork>("out", std::move(out), p.timestamp());
+    ctx.emit(kOut, std::move(out), p.timestamp());
     return Flow::kContinue;
   }
 
@@ -548,32 +575,14 @@ class StageNode : public Node {
   Fn fn_;
 };
 
-Contract stage_contract(const std::string& doc) {
-  return Contract()
-      .doc(doc)
-      .input<ClipWork>("in", "a clip and the previous stage's output")
-      .output<ClipWork>("out", "the clip and this stage's output")
-      .policy(InputPolicy::kImmediate);
-}
-
 // Manifest graphs (dist::run_manifest): ManifestSource -> "jobs" (ManifestItem -> ClipWork) in
 // front of the stages, and "records" (ClipWork -> ItemRecords) -> RecordWriter behind them.
 void add_manifest_ends(GraphBuilder& b, const std::string& manifest) {
   b.add<ManifestSource>("lines", {{"path", manifest}});
-  b.add_instance("jobs", "ClipJobOf",
-                 Contract()
-                     .doc("a manifest line as a clip job")
-                     .input<ManifestItem>("in", "a manifest line")
-                     .output<ClipWork>("out", "its clip job")
-                     .policy(InputPolicy::kImmediate),
+  b.add_instance("jobs", "ClipJobOf", JobOfLine::contract(),
                  [manifest] { return std::make_unique<JobOfLine>(manifest); });
   b.connect("lines.out", "jobs.in");
-  b.add_instance("records", "ClipRecords",
-                 Contract()
-                     .doc("a clip's records, written whole")
-                     .input<ClipWork>("in", "an answered clip")
-                     .output<ItemRecords>("out", "its records")
-                     .policy(InputPolicy::kImmediate),
+  b.add_instance("records", "ClipRecords", RecordsOfClip::contract(),
                  [] { return std::make_unique<RecordsOfClip>(); });
   b.add<RecordWriter>("sink");
 }
@@ -621,10 +630,7 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
 
   GraphBuilder b("ask_batch");
   if (o.manifest.empty()) {
-    b.add_instance("jobs", "ClipJobs",
-                   Contract()
-                       .doc("the manifest's clips, one packet per clip")
-                       .output<ClipWork>("out", "a clip job"),
+    b.add_instance("jobs", "ClipJobs", JobSource::contract(),
                    [&jobs] { return std::make_unique<JobSource>(&jobs); });
   } else {
     add_manifest_ends(b, o.manifest);
@@ -638,7 +644,7 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
       "fusion transformer: greedy answers to the clip's questions"};
   for (int i = 0; i < 4; ++i) {
     const StageNode::Fn fn = stages[size_t(i)].second;
-    b.add_instance(stages[size_t(i)].first, "ClipStage", stage_contract(docs[size_t(i)]),
+    b.add_instance(stages[size_t(i)].first, "ClipStage", StageNode::contract(docs[size_t(i)]),
                    [i, fn] { return std::make_unique<StageNode>(i, fn); });
   }
   b.connect("jobs.out", "decode.in")

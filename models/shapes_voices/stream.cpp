@@ -40,16 +40,15 @@ class PacedSource : public Node {
  public:
   PacedSource(MediaReaderOptions o, double speed, StreamShared* shared)
       : options_(std::move(o)), speed_(speed), shared_(shared) {}
+  static constexpr Output<Frame> kVideo{"video", "RGB frames at their timestamps"};
+  static constexpr Output<AudioChunk> kAudio{"audio", "16 kHz mono chunks at their end time"};
   static Contract contract() {
-    return Contract()
-        .doc("a media file played at real time")
-        .output<Frame>("video", "RGB frames at their timestamps")
-        .output<AudioChunk>("audio", "16 kHz mono chunks at their end time");
+    return Contract().doc("a media file played at real time").output(kVideo).output(kAudio);
   }
   void open(Context& ctx) override {
     reader_ = std::make_unique<MediaReader>(options_);
-    if (!reader_->has_video()) ctx.close_output(ctx.output_port("video"));
-    if (!reader_->has_audio()) ctx.close_output(ctx.output_port("audio"));
+    if (!reader_->has_video()) ctx.close_output(kVideo);
+    if (!reader_->has_audio()) ctx.close_output(kAudio);
   }
   Flow process(Context& ctx) override {
     if (!started_) {
@@ -69,10 +68,10 @@ class PacedSource : public Node {
     std::this_thread::sleep_until(at(avail));
     if (video) {
       const Timestamp ts(item.frame.pts_us);
-      ctx.emit("video", Packet::make<Frame>(ts, std::move(item.frame)));
+      ctx.emit(kVideo, std::move(item.frame), ts);
     } else {
       const Timestamp ts(item.audio.start_us);
-      ctx.emit("audio", Packet::make<AudioChunk>(ts, std::move(item.audio)));
+      ctx.emit(kAudio, std::move(item.audio), ts);
     }
     return Flow::kContinue;
   }
@@ -99,23 +98,26 @@ class StreamAnswer : public Node {
   StreamAnswer(std::shared_ptr<ShapesVoices> model, int question, bool incremental,
                StreamShared* shared)
       : model_(std::move(model)), question_(question), incremental_(incremental), shared_(shared) {}
+  static constexpr OptionalInput<TokenChunk> kVideo{"video", "video frame tokens"};
+  static constexpr OptionalInput<TokenChunk> kAudio{"audio", "audio window tokens"};
+  static constexpr Output<std::string> kText{"text", "the answer, once the clip has ended"};
   static Contract contract() {
     return Contract()
         .doc("answers a question about a live clip, prefilling the KV cache as chunks complete")
-        .optional_input<TokenChunk>("video", "video frame tokens")
-        .optional_input<TokenChunk>("audio", "audio window tokens")
-        .output<std::string>("text", "the answer, once the clip has ended")
+        .input(kVideo)
+        .input(kAudio)
+        .output(kText)
         .policy(InputPolicy::kImmediate);
   }
   Flow process(Context& ctx) override {
     bool added = false;
-    if (const Packet& v = ctx.input("video"); !v.empty()) {
-      video_.push_back(v.get<TokenChunk>());
+    if (const auto v = ctx.input(kVideo); !v.empty()) {
+      video_.push_back(v.get());
       latest_video_us_ = std::max(latest_video_us_, video_.back().start_us);
       added = true;
     }
-    if (const Packet& a = ctx.input("audio"); !a.empty()) {
-      audio_.push_back(a.get<TokenChunk>());
+    if (const auto a = ctx.input(kAudio); !a.empty()) {
+      audio_.push_back(a.get());
       audio_end_us_ = std::max(audio_end_us_, audio_.back().end_us);
       added = true;
     }
@@ -146,7 +148,7 @@ class StreamAnswer : public Node {
     shared_->result.answer = decode_byte_ids(r.tokens);
     shared_->result.prompt_tokens = seq.length();
     shared_->result.tail_tokens = seq.length() - prefilled_;
-    ctx.emit<std::string>("text", shared_->result.answer, Timestamp(0));
+    ctx.emit(kText, shared_->result.answer, Timestamp(0));
   }
 
  private:

@@ -30,7 +30,8 @@ struct ChunkPlan {
 class ChunkSource : public Node {
  public:
   explicit ChunkSource(std::shared_ptr<const ChunkPlan> plan) : plan_(std::move(plan)) {}
-  static Contract contract() { return Contract().output<AudioChunk>("audio"); }
+  static constexpr Output<AudioChunk> kAudio{"audio"};
+  static Contract contract() { return Contract().output(kAudio); }
   Flow process(Context& ctx) override {
     const auto n = static_cast<int64_t>(plan_->signal.size());
     if (at_ >= n) return Flow::kDone;
@@ -43,7 +44,7 @@ class ChunkSource : public Node {
       for (int ch = 0; ch < plan_->channels; ++ch) c.samples.push_back(plan_->signal[i]);
     at_ += k;
     const Timestamp ts(c.start_us);
-    ctx.emit<AudioChunk>("audio", std::move(c), ts);
+    ctx.emit(kAudio, std::move(c), ts);
     return Flow::kContinue;
   }
 

@@ -37,11 +37,24 @@ class FakeContext : public Context {
   const std::vector<Packet>& emitted(const std::string& port) const {
     return outputs_.at(output_port(port));
   }
+  template <class T>
+  void feed(const Input<T>& port, Packet p) {
+    feed(std::string(port.name), std::move(p));
+  }
+  template <class T>
+  const std::vector<Packet>& emitted(const Output<T>& port) const {
+    return emitted(std::string(port.name));
+  }
   int64_t counter(const std::string& name) const {
     auto it = counters_.find(name);
     return it == counters_.end() ? 0 : it->second;
   }
 
+  // The typed overloads of Context stay visible next to the overrides below.
+  using Context::emit;
+  using Context::input;
+  using Context::input_port;
+  using Context::output_port;
   const std::string& node_name() const override { return name_; }
   const Params& params() const override { return params_; }
   Timestamp timestamp() const override { return ts_; }
@@ -89,13 +102,12 @@ namespace omni::testing {
 // A source node emitting a fixed list of packets (set before the graph runs), for graph tests.
 class VectorSource : public Node {
  public:
-  static Contract contract() {
-    return Contract().doc("test source").output<AnyType>("out", "the packets");
-  }
+  static constexpr Output<AnyType> kOut{"out", "the packets"};
+  static Contract contract() { return Contract().doc("test source").output(kOut); }
   explicit VectorSource(std::vector<Packet> packets) : packets_(std::move(packets)) {}
   Flow process(Context& ctx) override {
     if (next_ >= packets_.size()) return Flow::kDone;
-    ctx.emit(0, packets_[next_++]);
+    ctx.emit(kOut, packets_[next_++]);
     return Flow::kContinue;
   }
 

@@ -10,20 +10,25 @@
 
 namespace {
 
-// int64 in, int64 * factor out, at the same timestamp.
+// int64 in, int64 * factor out, at the same timestamp. Each port and parameter is declared once
+// and the same descriptor serves the contract and the calls.
 class Scale : public omni::Node {
  public:
+  static constexpr omni::Input<int64_t> kIn{"in", "values"};
+  static constexpr omni::Output<int64_t> kOut{"out", "values * factor"};
+  static constexpr omni::Param<int64_t> kFactor{"factor", 2, "multiplier"};
+
   static omni::Contract contract() {
     return omni::Contract()
         .doc("Multiplies each int64 by `factor`.")
-        .input<int64_t>("in", "values")
-        .output<int64_t>("out", "values * factor")
-        .param("factor", int64_t{2}, "multiplier");
+        .input(kIn)
+        .output(kOut)
+        .param(kFactor);
   }
-  void open(omni::Context& ctx) override { factor_ = ctx.params().get_int("factor"); }
+  void open(omni::Context& ctx) override { factor_ = ctx.param(kFactor); }
   omni::Flow process(omni::Context& ctx) override {
-    const omni::Packet& in = ctx.input("in");
-    ctx.emit<int64_t>("out", in.get<int64_t>() * factor_, in.timestamp());
+    const auto in = ctx.input(kIn);  // typed: in.get() is an int64_t
+    ctx.emit(kOut, in.get() * factor_, in.timestamp());
     return omni::Flow::kContinue;
   }
 

@@ -50,10 +50,11 @@ TEST(Runtime, SyncAlignsTwoRatesWithSkippedTimestamps) {
 class PairRecorder : public Node {
  public:
   static inline std::vector<std::pair<int64_t, int>> seen;  // (ts, inputs present bitmask)
-  static Contract contract() { return Contract().input<int64_t>("a").input<int64_t>("b"); }
+  static constexpr Input<int64_t> kA{"a"}, kB{"b"};
+  static Contract contract() { return Contract().input(kA).input(kB); }
   Flow process(Context& ctx) override {
     seen.push_back(
-        {ctx.timestamp().us(), (ctx.input(0).empty() ? 0 : 1) | (ctx.input(1).empty() ? 0 : 2)});
+        {ctx.timestamp().us(), (ctx.input(kA).empty() ? 0 : 1) | (ctx.input(kB).empty() ? 0 : 2)});
     return Flow::kContinue;
   }
 };
@@ -210,9 +211,10 @@ TEST(Runtime, CancelFromCallback) {
 // Emits on `x` at every timestamp but never on `y` (and never advances y's bound).
 class Lopsided : public Node {
  public:
-  static Contract contract() { return Contract().output<int64_t>("x").output<int64_t>("y"); }
+  static constexpr Output<int64_t> kX{"x"}, kY{"y"};
+  static Contract contract() { return Contract().output(kX).output(kY); }
   Flow process(Context& ctx) override {
-    ctx.emit<int64_t>("x", i_, Timestamp(i_));
+    ctx.emit(kX, i_, Timestamp(i_));
     return ++i_ < 100 ? Flow::kContinue : Flow::kDone;
   }
 
@@ -242,11 +244,13 @@ TEST(Runtime, ForcedDeadlockIsReportedWithQueueStates) {
 }
 
 TEST(Runtime, EmittingOutOfOrderIsAnError) {
+  // A local class has no static members: its descriptor is a static of the enclosing function.
+  static constexpr Output<int64_t> kOut{"out"};
   struct Backwards : Node {
-    static Contract contract() { return Contract().output<int64_t>("out"); }
+    static Contract contract() { return Contract().output(kOut); }
     Flow process(Context& ctx) override {
-      ctx.emit<int64_t>("out", 1, Timestamp(10));
-      ctx.emit<int64_t>("out", 2, Timestamp(10));
+      ctx.emit(kOut, 1, Timestamp(10));
+      ctx.emit(kOut, 2, Timestamp(10));
       return Flow::kDone;
     }
   };
@@ -264,12 +268,12 @@ TEST(Runtime, EmittingOutOfOrderIsAnError) {
 // Reentrant node: calls overlap, outputs still come out in timestamp order.
 class SlowReentrant : public Node {
  public:
-  static Contract contract() {
-    return Contract().input<int64_t>("in").output<int64_t>("out").reentrant();
-  }
+  static constexpr Input<int64_t> kIn{"in"};
+  static constexpr Output<int64_t> kOut{"out"};
+  static Contract contract() { return Contract().input(kIn).output(kOut).reentrant(); }
   Flow process(Context& ctx) override {
     std::this_thread::sleep_for(std::chrono::microseconds((ctx.timestamp().us() * 37) % 300));
-    ctx.emit(0, ctx.input(0));
+    ctx.emit(kOut, ctx.input(kIn).packet());
     return Flow::kContinue;
   }
 };
@@ -306,10 +310,11 @@ TEST(Runtime, PollerYieldsEveryPacket) {
 }
 
 TEST(Runtime, CountersWarningsStatsJsonTraceAndDot) {
+  static constexpr Input<int64_t> kIn{"in"};
   struct Counting : Node {
-    static Contract contract() { return Contract().input<int64_t>("in"); }
+    static Contract contract() { return Contract().input(kIn); }
     Flow process(Context& ctx) override {
-      if (ctx.input(0).get<int64_t>() % 2) ctx.count("odd");
+      if (ctx.input(kIn).get() % 2) ctx.count("odd");
       ctx.warn("same warning every time");
       return Flow::kContinue;
     }
@@ -434,9 +439,10 @@ namespace {
 // Emits one std::string that is not valid UTF-8.
 class BadUtf8Source : public Node {
  public:
-  static Contract contract() { return Contract().output<std::string>("out"); }
+  static constexpr Output<std::string> kOut{"out"};
+  static Contract contract() { return Contract().output(kOut); }
   Flow process(Context& ctx) override {
-    ctx.emit<std::string>("out", std::string("ok\xB0\xFF"), Timestamp(0));
+    ctx.emit(kOut, std::string("ok\xB0\xFF"), Timestamp(0));
     return Flow::kDone;
   }
 };
@@ -460,10 +466,10 @@ TEST(JsonlWriter, InvalidUtf8PayloadIsWrittenWithReplacementCharacters) {
 // Throws the exception chosen by `kind` at timestamp 3.
 class Thrower : public Node {
  public:
-  static Contract contract() {
-    return Contract().input<int64_t>("in").param("kind", "input", "input | config | logic | run");
-  }
-  void open(Context& ctx) override { kind_ = ctx.params().get_string("kind"); }
+  static constexpr Input<int64_t> kIn{"in"};
+  static constexpr Param<std::string> kKind{"kind", "input", "input | config | logic | run"};
+  static Contract contract() { return Contract().input(kIn).param(kKind); }
+  void open(Context& ctx) override { kind_ = ctx.param(kKind); }
   Flow process(Context& ctx) override {
     if (ctx.timestamp().us() != 3) return Flow::kContinue;
     if (kind_ == "input") throw InputError("clip.mp4 is damaged");

@@ -47,21 +47,21 @@ class Watchdog {
 // Throws from process() at timestamp `fail_at_us` (param), otherwise forwards.
 class FailAt : public Node {
  public:
+  static constexpr Input<int64_t> kIn{"in"};
+  static constexpr Output<int64_t> kOut{"out"};
+  static constexpr Param<int64_t> kFailAt{"fail_at_us", -1, "throw at this timestamp"};
+  static constexpr Param<std::string> kWhere{"where", "process", "process | open | close"};
   static Contract contract() {
-    return Contract()
-        .input<int64_t>("in")
-        .output<int64_t>("out")
-        .param("fail_at_us", int64_t{-1}, "throw at this timestamp")
-        .param("where", "process", "process | open | close");
+    return Contract().input(kIn).output(kOut).param(kFailAt).param(kWhere);
   }
   void open(Context& ctx) override {
-    at_ = ctx.params().get_int("fail_at_us");
-    where_ = ctx.params().get_string("where");
+    at_ = ctx.param(kFailAt);
+    where_ = ctx.param(kWhere);
     if (where_ == "open") throw Error("boom in open");
   }
   Flow process(Context& ctx) override {
     if (ctx.timestamp().us() == at_) throw Error("boom at the chosen timestamp");
-    ctx.emit(0, ctx.input(0));
+    ctx.emit(kOut, ctx.input(kIn).packet());
     return Flow::kContinue;
   }
   void close(Context&) override {
@@ -76,7 +76,8 @@ class FailAt : public Node {
 // Consumes strings (to provoke port type mismatches).
 class StringSink : public Node {
  public:
-  static Contract contract() { return Contract().input<std::string>("in"); }
+  static constexpr Input<std::string> kIn{"in"};
+  static Contract contract() { return Contract().input(kIn); }
   Flow process(Context&) override { return Flow::kContinue; }
 };
 

@@ -194,12 +194,13 @@ namespace {
 // Drops line index 1 (emits nothing for it): the run must still give that line a record.
 class DropSecond : public Node {
  public:
+  static constexpr Input<ManifestItem> kIn{"in"};
+  static constexpr Output<ManifestItem> kOut{"out"};
   static Contract contract() {
-    return Contract().input<ManifestItem>("in", "").output<ManifestItem>("out", "").policy(
-        InputPolicy::kImmediate);
+    return Contract().input(kIn).output(kOut).policy(InputPolicy::kImmediate);
   }
   Flow process(Context& ctx) override {
-    if (ctx.timestamp().us() != 1) ctx.emit(0, ctx.input(0));
+    if (ctx.timestamp().us() != 1) ctx.emit(kOut, ctx.input(kIn).packet());
     return Flow::kContinue;
   }
 };

@@ -21,19 +21,19 @@ namespace {
 // (25 tokens per second of chunk) or a text prompt (byte ids of "hi?").
 class ChunkSource : public Node {
  public:
+  static constexpr Output<TokenChunk> kOut{"out"};
+  static constexpr Param<std::string> kKind{"kind", "video", "video | audio | text"};
+  static constexpr Param<int64_t> kCount{"count", 3, "chunks"};
+  static constexpr Param<int64_t> kStep{"step_us", 1000000, "time between chunks"};
+  static constexpr Param<int64_t> kDim{"dim", 32, "embedding width"};
   static Contract contract() {
-    return Contract()
-        .output<TokenChunk>("out")
-        .param("kind", "video", "video | audio | text")
-        .param("count", int64_t{3}, "chunks")
-        .param("step_us", int64_t{1000000}, "time between chunks")
-        .param("dim", int64_t{32}, "embedding width");
+    return Contract().output(kOut).param(kKind).param(kCount).param(kStep).param(kDim);
   }
   void open(Context& ctx) override {
-    kind_ = ctx.params().get_string("kind");
-    count_ = ctx.params().get_int("count");
-    step_ = ctx.params().get_int("step_us");
-    dim_ = ctx.params().get_int("dim");
+    kind_ = ctx.param(kKind);
+    count_ = ctx.param(kCount);
+    step_ = ctx.param(kStep);
+    dim_ = ctx.param(kDim);
   }
   Flow process(Context& ctx) override {
     if (i_ >= count_) return Flow::kDone;
@@ -56,7 +56,7 @@ class ChunkSource : public Node {
       c.grid_h = c.grid_w = 2;
       c.end_us = c.start_us;
     }
-    ctx.emit<TokenChunk>("out", std::move(c), Timestamp(i_ * step_));
+    ctx.emit(kOut, std::move(c), Timestamp(i_ * step_));
     ++i_;
     return Flow::kContinue;
   }
