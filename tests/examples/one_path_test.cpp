@@ -1,7 +1,7 @@
 // One way to run the demo model (issue 15 item 2): the single-question ask graph (Asker), the
 // batch graph (run_batch, with share_prefix / batch_questions on and off) and the streaming graph
 // (stream_answer, incremental prefill) give the same answers and the same prompt logits on the
-// same clip.
+// same clip; and train_demo's training example for a clip is the sequence inference builds.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -146,4 +146,62 @@ TEST(OnePath, AskBatchAndStreamGiveTheSameAnswersAndLogits) {
   expect_same(whole, stream_mode(model, 2.0, /*incremental=*/true, &prefilled),
               "stream_answer window 2 s, incremental");
   EXPECT_TRUE(prefilled);
+}
+
+// train_demo's example for a clip (its preprocessing graph, one batched encoder forward, the
+// library's chunk builders and training_example) holds exactly the prompt the ask graph answers
+// from, then the answer at the positions generation feeds it.
+TEST(OnePath, TrainingExampleIsTheInferenceSequence) {
+  ShapesVoices model = load_demo_model(kModelDir);
+  at::NoGradGuard no_grad;
+  const DemoConfig& c = model->config;
+  // train_demo's inputs: extract_clip (MediaSource, ImagePreprocess, LogMel nodes), then its
+  // encode_batch's forwards: all frames in one ViT forward, the mel windows through the audio
+  // encoder, chunks as in its training step.
+  const ClipTensors t = extract_clip(kClip, c);
+  ASSERT_FALSE(t.frames.empty());
+  ASSERT_FALSE(t.mels.empty());
+  const at::Tensor frames = at::stack(t.frames);
+  const auto video =
+      video_chunks(model->vision->forward(frames),
+                   model->vision->grid(frames.size(2), frames.size(3)), t.frame_us, "clip/video");
+  std::vector<at::Tensor> parts;
+  int64_t mel_frames = 0;
+  for (const auto& mel : t.mels) {
+    parts.push_back(model->audio->forward(mel));
+    mel_frames += mel.size(1);
+  }
+  const std::vector<TokenChunk> audio = {
+      audio_chunk(at::cat(parts, 0), t.mel_us[0], mel_frames, "clip/audio")};
+
+  const Asker asker(kModelDir);
+  FusionTransformerImpl& f = *model->fusion;
+  for (int q = 0; q < kNumQuestions; ++q) {
+    const AskResult r = asker.ask(kClip, kQuestionText[size_t(q)]);
+    const FusedSequence& inf = r.sequence;
+    const std::string answer = "circle";
+    const TrainingExample ex = training_example(*model, video, audio, q, answer);
+    const int64_t lp = inf.length();
+    ASSERT_EQ(ex.prompt.length(), lp) << "question " << q;
+    EXPECT_EQ(ex.prompt.modality, inf.modality) << "question " << q;
+    EXPECT_EQ(ex.prompt.boundaries, inf.boundaries) << "question " << q;
+    EXPECT_TRUE(ex.prompt.text_ids.equal(inf.text_ids)) << "question " << q;
+    EXPECT_TRUE(ex.positions.slice(1, 0, lp).equal(inf.positions)) << "question " << q;
+    const double d = max_diff(ex.embeds.slice(0, 0, lp), embed_sequence(f, inf)[0]);
+    std::printf("question %d: %lld prompt tokens, embeddings max |diff| %.3g\n", q,
+                static_cast<long long>(lp), d);
+    EXPECT_LE(d, kLogitTol) << "question " << q;
+    // The answer: teacher-forced ids at next_position() + k, targets from the prompt's last token.
+    const auto ids = answer_ids(answer);
+    const auto n = int64_t(ids.size());
+    ASSERT_EQ(ex.embeds.size(0), lp + n - 1);
+    EXPECT_EQ(ex.first, lp - 1);
+    EXPECT_TRUE(ex.targets.slice(0, lp - 1).equal(at::tensor(ids, at::kLong)));
+    EXPECT_TRUE(ex.targets.slice(0, 0, lp - 1).eq(-100).all().item<bool>());
+    const int64_t next = inf.next_position();
+    EXPECT_TRUE(ex.positions.slice(1, lp).equal(
+        at::arange(next, next + n - 1, at::kLong).unsqueeze(0).expand({3, n - 1})));
+    EXPECT_TRUE(ex.embeds.slice(0, lp).equal(
+        f.embed_ids(at::tensor(std::vector<int64_t>(ids.begin(), ids.end() - 1), at::kLong))));
+  }
 }
