@@ -40,6 +40,7 @@ at::Tensor embed_sequence(FusionTransformerImpl& model, const FusedSequence& seq
 struct GenerateResult {
   std::vector<int64_t> tokens;  // generated ids, without the stop token
   bool stopped = false;         // ended on a stop token (false: hit max_new_tokens)
+  at::Tensor prompt_logits;     // [V] float32 CPU: the LM head after the prompt's last token
 };
 
 // Runs the sequence through the model (appending to `cache` when given, e.g. a streaming graph's
@@ -48,6 +49,18 @@ struct GenerateResult {
 GenerateResult generate(FusionTransformerImpl& model, const at::Tensor& embeds,
                         const at::Tensor& positions, const DecodeOptions& opts,
                         KVCache* cache = nullptr);
+
+// Several prompts decoded as one batch after a shared `prefix` (its cache has one row; null or
+// empty: no prefix): the prompts, right-padded to the longest, run in one masked forward
+// (FusionTransformerImpl::forward_masked), then one forward per new token for all rows. Row i
+// gives what generate() gives for prompt i alone after the prefix (same positions, stopping rule
+// and, when sampling, a generator seeded with opts.seed per row). embeds[i]: [1, L_i, d];
+// positions[i]: [3, L_i]. The prefix is not changed.
+std::vector<GenerateResult> generate_batch(FusionTransformerImpl& model,
+                                           const std::vector<at::Tensor>& embeds,
+                                           const std::vector<at::Tensor>& positions,
+                                           const DecodeOptions& opts,
+                                           const KVCache* prefix = nullptr);
 
 // Mean of the hidden states over the tokens (optionally only where `mask` [B, L] is true),
 // then an optional linear projection (out_dim 0: none).

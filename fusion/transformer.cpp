@@ -156,7 +156,8 @@ const FusionBlockImpl::Fused& FusionBlockImpl::fused() {
 at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                     const at::Tensor& sin, at::Tensor* k_cache, at::Tensor* v_cache,
                                     bool explicit_attention,
-                                    const std::pair<at::Tensor, at::Tensor>* head_tables) {
+                                    const std::pair<at::Tensor, at::Tensor>* head_tables,
+                                    const at::Tensor& attend) {
   const int64_t B = x.size(0), L = x.size(1), H = options.heads(), KV = options.kv_heads(),
                 D = options.head_dim();
   // Fused projections only where no gradient flows (the concatenated weights are not leaves).
@@ -184,8 +185,9 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   }
   if (k_cache && v_cache) {
     if (k_cache->defined()) {
-      k = at::cat({*k_cache, k}, 2);
-      v = at::cat({*v_cache, v}, 2);
+      // A cache shared by every row (batch 1) is expanded to this batch.
+      k = at::cat({k_cache->size(0) == B ? *k_cache : k_cache->expand({B, -1, -1, -1}), k}, 2);
+      v = at::cat({v_cache->size(0) == B ? *v_cache : v_cache->expand({B, -1, -1, -1}), v}, 2);
     }
     *k_cache = k;
     *v_cache = v;
@@ -198,8 +200,10 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
     k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
     v = v.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
   }
-  at::Tensor a = explicit_attention ? attention_explicit(q, k, v, {}, /*causal=*/true)
-                                    : attention(q, k, v, {}, /*causal=*/true);
+  // Causal over the cache and this chunk, or the caller's mask instead.
+  const bool causal = !attend.defined();
+  at::Tensor a = explicit_attention ? attention_explicit(q, k, v, attend, causal)
+                                    : attention(q, k, v, attend, causal);
   at::Tensor out = x + o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
   at::Tensor m = mlp_norm(out);
   if (fw) {
@@ -242,6 +246,32 @@ at::Tensor FusionTransformerImpl::lm_logits(const at::Tensor& hidden) {
 
 at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Tensor& positions,
                                           KVCache* cache) {
+  return run_blocks(embeds, positions, cache, {});
+}
+
+at::Tensor FusionTransformerImpl::forward_masked(const at::Tensor& embeds,
+                                                 const at::Tensor& positions, KVCache& cache,
+                                                 const at::Tensor& attend) {
+  const int64_t T = cache.length();
+  if (embeds.dim() != 3 || !attend.defined() || attend.scalar_type() != at::kBool ||
+      attend.dim() != 3 || attend.size(0) != embeds.size(0) || attend.size(1) != embeds.size(1) ||
+      attend.size(2) != T + embeds.size(1))
+    throw InputError("FusionTransformer: the attention mask must be bool [B, L, T + L] = [" +
+                     std::to_string(embeds.dim() == 3 ? embeds.size(0) : -1) + ", " +
+                     std::to_string(embeds.dim() == 3 ? embeds.size(1) : -1) + ", " +
+                     std::to_string(T) + " + L], got " +
+                     (attend.defined() ? c10::str(attend.scalar_type(), " ", attend.sizes())
+                                       : std::string("none")));
+  if (T > 0 && cache.k[0].size(0) != 1 && cache.k[0].size(0) != embeds.size(0))
+    throw InputError("FusionTransformer: the cache holds " + std::to_string(cache.k[0].size(0)) +
+                     " rows, the input " + std::to_string(embeds.size(0)) +
+                     " (a cache must have 1 row or the input's)");
+  return run_blocks(embeds, positions, &cache,
+                    attend.to(tok_embeddings->weight.device()).unsqueeze(1));
+}
+
+at::Tensor FusionTransformerImpl::run_blocks(const at::Tensor& embeds, const at::Tensor& positions,
+                                             KVCache* cache, const at::Tensor& attend) {
   if (embeds.dim() != 3 || embeds.size(2) != options.dim())
     throw InputError("FusionTransformer: embeddings must be [B, L, " +
                      std::to_string(options.dim()) + "], got " + c10::str(embeds.sizes()));
@@ -266,7 +296,7 @@ at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Te
   for (size_t i = 0; i < blocks->size(); ++i) {
     auto blk = blocks->ptr<FusionBlockImpl>(i);
     x = blk->forward(x, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr,
-                     explicit_attention_, heads.first.defined() ? &heads : nullptr);
+                     explicit_attention_, heads.first.defined() ? &heads : nullptr, attend);
   }
   return norm(x);
 }

@@ -95,10 +95,12 @@ class FusionBlockImpl : public torch::nn::Module {
   // x: [B, L, d]; cos/sin: [B, L, head_dim]. Appends this chunk's K/V to (k_cache, v_cache) when
   // they are given (undefined on the first chunk).
   // Without autograd, `head_tables` (MultiAxisRotary::head_tables(cos, sin)) saves remaking them
-  // per layer; made here when null.
+  // per layer; made here when null. `attend` (optional) replaces the causal rule: boolean
+  // [B, 1, L, T + L], true where a query may see a key (the T cached keys, then this chunk's).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      at::Tensor* k_cache, at::Tensor* v_cache, bool explicit_attention,
-                     const std::pair<at::Tensor, at::Tensor>* head_tables = nullptr);
+                     const std::pair<at::Tensor, at::Tensor>* head_tables = nullptr,
+                     const at::Tensor& attend = {});
 
   FusionTransformerOptions options;
   RMSNorm attn_norm{nullptr}, mlp_norm{nullptr};
@@ -129,6 +131,13 @@ class FusionTransformerImpl : public torch::nn::Module {
   // hidden states [B, L, d].
   at::Tensor forward(const at::Tensor& embeds, const at::Tensor& positions,
                      KVCache* cache = nullptr);
+  // The masked, batched forward: the same blocks over rows that need not line up, e.g. prompts
+  // of different lengths right-padded to L, after a cache whose rows hold padding too. `attend`
+  // [B, L, T + L] bool says which keys each query may see (T cached keys, then the L new ones);
+  // every query must see at least one key. A cache of batch 1 is shared by all B rows (it is
+  // expanded to B as the new keys are appended). Returns the final-norm hidden states [B, L, d].
+  at::Tensor forward_masked(const at::Tensor& embeds, const at::Tensor& positions, KVCache& cache,
+                            const at::Tensor& attend);
   at::Tensor embed_ids(const at::Tensor& ids);     // [..] int64 -> [.., d]
   at::Tensor lm_logits(const at::Tensor& hidden);  // tied LM head: hidden @ embedding^T
   // Routes attention through the explicit implementation even where SDPA exists (tests).
@@ -140,6 +149,8 @@ class FusionTransformerImpl : public torch::nn::Module {
   RMSNorm norm{nullptr};
 
  private:
+  at::Tensor run_blocks(const at::Tensor& embeds, const at::Tensor& positions, KVCache* cache,
+                        const at::Tensor& attend);
   MultiAxisRotary rotary_;
   bool explicit_attention_ = false;
 };

@@ -250,33 +250,6 @@ std::array<double, 3> aux_accuracy(ShapesVoicesImpl& m, AuxHeadsImpl& heads,
   return {c[0] / std::max(1.0, t[0]), c[1] / std::max(1.0, t[1]), c[2] / std::max(1.0, t[2])};
 }
 
-// Prompt + teacher-forced answer for one (clip, question): inputs, positions and targets.
-struct Seq {
-  at::Tensor embeds;     // [L, d]
-  at::Tensor positions;  // [3, L]
-  at::Tensor targets;    // [L], -100 where no loss
-  int64_t first = 0;     // index of the first answer target
-};
-
-Seq make_seq(ShapesVoicesImpl& m, const std::vector<TokenChunk>& video,
-             const std::vector<TokenChunk>& audio, Question q, const std::string& answer) {
-  const FusedSequence prompt = layout_prompt(video, audio, question_chunk(kQuestionText[int(q)]));
-  const auto ans = answer_ids(answer);
-  const int64_t lp = prompt.length(), na = int64_t(ans.size());
-  // Inputs: prompt + answer[:-1]; answer token k sits at position next + k on every axis, as the
-  // Generate node feeds generated tokens.
-  const at::Tensor ans_in = at::tensor(std::vector<int64_t>(ans.begin(), ans.end() - 1), at::kLong);
-  Seq s;
-  s.embeds = at::cat({embed_sequence(*m.fusion, prompt)[0], m.fusion->embed_ids(ans_in)}, 0);
-  const int64_t next = prompt.next_position();
-  const at::Tensor ap = at::arange(next, next + na - 1, at::kLong).unsqueeze(0).expand({3, na - 1});
-  s.positions = at::cat({prompt.positions, ap}, 1);
-  s.targets = at::full({lp + na - 1}, -100, at::kLong);
-  s.targets.slice(0, lp - 1, lp - 1 + na).copy_(at::tensor(ans, at::kLong));
-  s.first = lp - 1;
-  return s;
-}
-
 // Greedy answer through fusion's generate(), the Generate node's decoding loop. Without audio the
 // prompt has no audio tokens, like the graph for a clip without an audio track.
 std::string greedy(ShapesVoicesImpl& m, const Sample& s, Question q, bool with_audio = true) {
@@ -551,33 +524,20 @@ int main(int argc, char** argv) {
       draw_batch(o.batch, clips, aug);
       const Encoded enc = encode_batch(*model, clips, aug);
       const VisualGrid g = model->vision->grid(clips[0]->frames.size(2), clips[0]->frames.size(3));
-      std::vector<Seq> seqs;
+      std::vector<TrainingExample> seqs;
       for (size_t c = 0; c < clips.size(); ++c) {
         const Sample& s = *clips[c];
-        std::vector<TokenChunk> video;
-        for (size_t f = 0; f < s.t.frames.size(); ++f) {
-          TokenChunk t;
-          t.modality = Modality::kVideo;
-          t.embeddings = enc.vis[enc.first_row[c] + int64_t(f)];
-          t.start_us = t.end_us = s.t.frame_us[f];
-          t.grid_h = g.h;
-          t.grid_w = g.w;
-          t.stream = "clip/video";
-          video.push_back(std::move(t));
-        }
+        // The chunks the encoder nodes would emit (model.h), from this step's batched forwards.
+        const std::vector<TokenChunk> video =
+            video_chunks(enc.vis.slice(0, enc.first_row[c], enc.first_row[c] + s.frames.size(0)), g,
+                         s.t.frame_us, "clip/video");
         // Without audio (as for a clip with no audio track) only visual questions are asked.
         const bool drop = o.drop_audio > 0 && rng.uniform() < o.drop_audio;
         std::vector<TokenChunk> audio;
         if (!drop) {
-          TokenChunk a;
-          a.modality = Modality::kAudio;
-          a.embeddings = enc.audio[c];
-          a.start_us = s.t.mel_us[0];
-          a.end_us = s.t.mel_us[0];
-          for (const auto& mel : s.t.mels) a.end_us += mel.size(1) * 10000;
-          a.grid_w = a.embeddings.size(0);
-          a.stream = "clip/audio";
-          audio.push_back(std::move(a));
+          int64_t mel_frames = 0;
+          for (const auto& mel : s.t.mels) mel_frames += mel.size(1);
+          audio.push_back(audio_chunk(enc.audio[c], s.t.mel_us[0], mel_frames, "clip/audio"));
         }
         // Draw `questions` distinct questions by weight (without replacement).
         std::vector<int> pool, qs;
@@ -595,7 +555,7 @@ int main(int argc, char** argv) {
         }
         for (int q : qs)
           seqs.push_back(
-              make_seq(*model, video, audio, Question(q), answer_for(s.info, Question(q))));
+              training_example(*model, video, audio, q, answer_for(s.info, Question(q))));
       }
       int64_t L = 0;
       for (const auto& s : seqs) L = std::max(L, s.embeds.size(0));

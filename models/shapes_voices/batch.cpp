@@ -13,7 +13,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
 #include "core/contract.h"
 #include "core/error.h"
@@ -21,7 +20,6 @@
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/audio/log_mel.h"
-#include "modalities/common/attention.h"
 #include "modalities/common/safetensors.h"
 #include "modalities/common/weights.h"
 #include "modalities/image/frame_tensor.h"
@@ -182,129 +180,6 @@ ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vi
   return t;
 }
 
-namespace {
-
-// The fusion transformer's blocks (FusionBlockImpl::forward, same weights and operations) over a
-// batch of rows that share nothing but the layer caches' shape: x [B, L, d], positions [3, B, L],
-// per-layer caches ks/vs [B, KV, T, D] that grow by L, and `attend` [B, L, T + L] saying which
-// keys each query may see (padding in the caches and in x is masked out). Returns the final-norm
-// hidden states [B, L, d].
-at::Tensor forward_masked(FusionTransformerImpl& f, const MultiAxisRotary& rotary, at::Tensor x,
-                          const at::Tensor& positions, std::vector<at::Tensor>& ks,
-                          std::vector<at::Tensor>& vs, const at::Tensor& attend) {
-  const auto& o = f.options;
-  const int64_t B = x.size(0), L = x.size(1), H = o.heads(), KV = o.kv_heads(), D = o.head_dim();
-  auto [cos, sin] = rotary.tables(positions, x.scalar_type());
-  // Keys a query may not see, once for all layers. Every query sees at least the prefix, so no
-  // softmax row is all -inf (attention_explicit's NaN clean-up is not needed).
-  const at::Tensor hidden_keys = attend.unsqueeze(1).logical_not();  // [B, 1, L, T + L]
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  // RMSNorm as RMSNormImpl::forward computes it in fp32 (same operations, without its dtype
-  // round trips, which are no-ops here).
-  auto rms = [](const at::Tensor& t, RMSNormImpl& n) {
-    return t * at::rsqrt(t.pow(2).mean(-1, true) + n.eps) * n.weight;
-  };
-  for (size_t i = 0; i < f.blocks->size(); ++i) {
-    FusionBlockImpl& b = *f.blocks->ptr<FusionBlockImpl>(i);
-    const at::Tensor h = rms(x, *b.attn_norm);
-    at::Tensor q = b.q_proj(h).view({B, L, H, D}).transpose(1, 2);
-    at::Tensor k = b.k_proj(h).view({B, L, KV, D}).transpose(1, 2);
-    at::Tensor v = b.v_proj(h).view({B, L, KV, D}).transpose(1, 2);
-    q = MultiAxisRotary::apply(q, cos, sin);
-    k = at::cat({ks[i], MultiAxisRotary::apply(k, cos, sin)}, 2);
-    v = at::cat({vs[i], v}, 2);
-    ks[i] = k;
-    vs[i] = v;
-    if (KV != H) {
-      const int64_t T = k.size(2);
-      k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
-      v = v.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});
-    }
-    // attention_explicit's operations, in the same order.
-    at::Tensor scores = at::matmul(q, k.transpose(-2, -1)).mul_(scale);
-    scores.masked_fill_(hidden_keys, neg_inf);
-    const at::Tensor a = at::matmul(at::softmax(scores, -1), v);
-    const at::Tensor out = x + b.o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
-    const at::Tensor m = rms(out, *b.mlp_norm);
-    x = out + b.down_proj(at::silu(b.gate_proj(m)) * b.up_proj(m));
-  }
-  return rms(x, *f.norm);
-}
-
-// Greedy answers to several questions after one shared prefix, all questions in one batch: the
-// question prompts (right-padded to the longest) in one forward, then one forward per answer
-// token for all of them. Same stopping rule as generate(): stop token (not returned) or
-// max_new_tokens.
-std::vector<std::vector<int64_t>> generate_batched(FusionTransformerImpl& f, const KVCache& prefix,
-                                                   const std::vector<at::Tensor>& embeds,
-                                                   const std::vector<at::Tensor>& positions,
-                                                   const DecodeOptions& d) {
-  const int64_t B = static_cast<int64_t>(embeds.size()), dim = f.options.dim();
-  const int64_t P = prefix.length();
-  int64_t n_max = 0;
-  for (const auto& e : embeds) n_max = std::max(n_max, e.size(1));
-  const MultiAxisRotary rotary(f.options.head_dim(), f.options.sections(), f.options.rope_theta());
-  const auto& w = f.tok_embeddings->weight;
-  at::Tensor x = at::zeros({B, n_max, dim}, w.options());
-  at::Tensor pos = at::zeros({3, B, n_max}, at::kLong);
-  at::Tensor valid = at::zeros({B, P + n_max}, at::kBool);  // keys a row may attend to
-  valid.slice(1, 0, P).fill_(true);
-  std::vector<int64_t> next(static_cast<size_t>(B)), last(static_cast<size_t>(B));
-  for (int64_t i = 0; i < B; ++i) {
-    const int64_t n = embeds[size_t(i)].size(1);
-    x[i].slice(0, 0, n).copy_(embeds[size_t(i)][0]);
-    pos.select(1, i).slice(1, 0, n).copy_(positions[size_t(i)]);
-    valid[i].slice(0, P, P + n).fill_(true);
-    next[size_t(i)] = positions[size_t(i)].max().item<int64_t>() + 1;
-    last[size_t(i)] = n - 1;
-  }
-  // Query j of a row sees the prefix, and its own question's tokens up to j.
-  const at::Tensor causal =
-      at::cat({at::ones({n_max, P}, at::kBool), at::ones({n_max, n_max}, at::kBool).tril()}, 1);
-  std::vector<at::Tensor> ks(prefix.k.size()), vs(prefix.v.size());
-  for (size_t l = 0; l < ks.size(); ++l) {
-    ks[l] = prefix.k[l].expand({B, -1, -1, -1});
-    vs[l] = prefix.v[l].expand({B, -1, -1, -1});
-  }
-  at::Tensor hidden =
-      forward_masked(f, rotary, x, pos, ks, vs, causal.unsqueeze(0) & valid.unsqueeze(1));
-  at::Tensor h_last = at::stack(
-      [&] {
-        std::vector<at::Tensor> rows;
-        for (int64_t i = 0; i < B; ++i) rows.push_back(hidden[i][last[size_t(i)]]);
-        return rows;
-      }(),
-      0);  // [B, d]
-  std::vector<std::vector<int64_t>> out(static_cast<size_t>(B));
-  std::vector<bool> done(size_t(B), false);
-  for (int64_t step = 0; step < d.max_new_tokens; ++step) {
-    const at::Tensor tok = f.lm_logits(h_last).argmax(-1).contiguous();  // [B]
-    const int64_t* t = tok.data_ptr<int64_t>();
-    bool all_done = true;
-    for (int64_t i = 0; i < B; ++i) {
-      if (done[size_t(i)]) continue;
-      if (std::find(d.stop_tokens.begin(), d.stop_tokens.end(), t[i]) != d.stop_tokens.end()) {
-        done[size_t(i)] = true;
-        continue;
-      }
-      out[size_t(i)].push_back(t[i]);
-      all_done = false;
-    }
-    if (all_done || step + 1 == d.max_new_tokens) break;
-    // One more token for every row (finished rows too: their results are ignored).
-    at::Tensor p = at::empty({3, B, 1}, at::kLong);
-    for (int64_t i = 0; i < B; ++i) p.select(1, i).fill_(next[size_t(i)]++);
-    valid = at::cat({valid, at::ones({B, 1}, at::kBool)}, 1);
-    hidden = forward_masked(f, rotary, f.tok_embeddings(tok.unsqueeze(1)), p, ks, vs,
-                            valid.unsqueeze(1));
-    h_last = hidden.select(1, 0);
-  }
-  return out;
-}
-
-}  // namespace
-
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
                                         const std::vector<int>& questions, bool share_prefix,
                                         bool batch_questions) {
@@ -337,10 +212,13 @@ std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipToken
   if (seqs.empty()) return out;
   std::vector<at::Tensor> embeds;
   for (const auto& s : seqs) embeds.push_back(embed_sequence(f, s));
+  const auto take = [&](size_t k, GenerateResult r) {
+    out[asked[k]].answer = decode_byte_ids(r.tokens);
+    out[asked[k]].prompt_logits = std::move(r.prompt_logits);
+  };
   if (!share_prefix) {
     for (size_t k = 0; k < seqs.size(); ++k)
-      out[asked[k]].answer =
-          decode_byte_ids(generate(f, embeds[k], seqs[k].positions, d, nullptr).tokens);
+      take(k, generate(f, embeds[k], seqs[k].positions, d, nullptr));
     return out;
   }
   // The question is the only text and comes after the media: everything before it is the same
@@ -361,15 +239,13 @@ std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipToken
       q_embeds.push_back(embeds[k].slice(1, p));
       q_pos.push_back(seqs[k].positions.slice(1, p));
     }
-    const auto ids = generate_batched(f, cache, q_embeds, q_pos, d);
-    for (size_t k = 0; k < seqs.size(); ++k) out[asked[k]].answer = decode_byte_ids(ids[k]);
+    auto results = generate_batch(f, q_embeds, q_pos, d, &cache);
+    for (size_t k = 0; k < seqs.size(); ++k) take(k, std::move(results[k]));
     return out;
   }
   for (size_t k = 0; k < seqs.size(); ++k) {
-    const GenerateResult r =
-        generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache);
+    take(k, generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache));
     cache.truncate(p);
-    out[asked[k]].answer = decode_byte_ids(r.tokens);
   }
   return out;
 }
@@ -606,10 +482,11 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
   auto encode = [model, vb = o.vision_batch](const ClipWork& in, ClipWork& out) {
     out.tokens = encode_clip(**model, in.inputs, vb);
   };
-  auto answer = [model, share = o.share_prefix, batched = o.batch_questions](const ClipWork& in,
-                                                                             ClipWork& out) {
+  auto answer = [model, share = o.share_prefix, batched = o.batch_questions,
+                 on_answer = o.on_answer](const ClipWork& in, ClipWork& out) {
     const ClipJob& job = *in.job;
     for (const auto& a : answer_clip(**model, in.tokens, job.questions, share, batched)) {
+      if (on_answer) on_answer(job, a);
       nlohmann::ordered_json r;
       r["line"] = job.line;
       r["file"] = job.file;

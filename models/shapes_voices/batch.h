@@ -74,12 +74,13 @@ struct QuestionAnswer {
   std::string answer;
   std::string error;  // set instead of an answer (e.g. an audio question on a silent clip)
   int64_t tokens = 0;
+  at::Tensor prompt_logits;  // [V] the LM head after the prompt (GenerateResult::prompt_logits)
 };
 // Greedy answers through the fusion transformer. With `share_prefix`, the clip's tokens (the
 // prompt minus the question) are run once into the KV cache and each question continues from
 // there; otherwise every question runs its full prompt. With `batch_questions` too, the questions
-// then run as one batch (padded, masked): one forward for their prompts and one per answer token
-// instead of one per question and token.
+// then run as one batch (fusion's generate_batch: padded, masked): one forward for their prompts
+// and one per answer token instead of one per question and token.
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
                                         const std::vector<int>& questions, bool share_prefix = true,
                                         bool batch_questions = true);
@@ -103,6 +104,9 @@ struct BatchOptions {
   std::string manifest;
   // Called once per output record, in manifest order, from a graph worker thread.
   std::function<void(const nlohmann::ordered_json&)> on_record;
+  // Called for each question the answer stage ran (with its prompt logits), from a graph worker
+  // thread, before the clip's records are passed on (tests compare the modes' logits).
+  std::function<void(const ClipJob&, const QuestionAnswer&)> on_answer;
 };
 
 struct BatchSummary {

@@ -6,8 +6,10 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "fusion/heads.h"
 #include "fusion/sequencer.h"
 #include "modalities/text/tokenizer.h"
+#include "models/shapes_voices/task.h"
 
 namespace omni::demo {
 
@@ -105,24 +107,45 @@ ShapesVoicesImpl::ShapesVoicesImpl(const DemoConfig& c) : config(c) {
   fusion = register_module("fusion", FusionTransformer(c.fusion_options()));
 }
 
-std::vector<TokenChunk> encode_video(ShapesVoicesImpl& m, const at::Tensor& frames,
+std::vector<TokenChunk> video_chunks(const at::Tensor& emb, const VisualGrid& grid,
                                      const std::vector<int64_t>& frame_us,
                                      const std::string& stream) {
+  if (emb.dim() != 3 || emb.size(0) != int64_t(frame_us.size()))
+    throw InputError("video_chunks: " + std::to_string(frame_us.size()) +
+                     " frame times for embeddings " + c10::str(emb.sizes()) + " (want [F, N, d])");
   std::vector<TokenChunk> out;
-  if (!frames.defined() || frames.size(0) == 0) return out;
-  const at::Tensor emb = m.vision->forward(frames);
-  const VisualGrid g = m.vision->grid(frames.size(2), frames.size(3));
-  for (int64_t i = 0; i < frames.size(0); ++i) {
+  for (int64_t i = 0; i < emb.size(0); ++i) {
     TokenChunk c;
     c.modality = Modality::kVideo;
     c.embeddings = emb[i];
     c.start_us = c.end_us = frame_us[size_t(i)];
-    c.grid_h = g.h;
-    c.grid_w = g.w;
+    c.grid_h = grid.h;
+    c.grid_w = grid.w;
     c.stream = stream;
     out.push_back(std::move(c));
   }
   return out;
+}
+
+TokenChunk audio_chunk(const at::Tensor& emb, int64_t start_us, int64_t mel_frames,
+                       const std::string& stream) {
+  if (emb.dim() != 2) throw InputError("audio_chunk: embeddings must be [N, d]");
+  TokenChunk c;
+  c.modality = Modality::kAudio;
+  c.embeddings = emb;
+  c.start_us = start_us;
+  c.end_us = start_us + mel_frames * 10000;  // 100 mel frames per second
+  c.grid_w = emb.size(0);
+  c.stream = stream;
+  return c;
+}
+
+std::vector<TokenChunk> encode_video(ShapesVoicesImpl& m, const at::Tensor& frames,
+                                     const std::vector<int64_t>& frame_us,
+                                     const std::string& stream) {
+  if (!frames.defined() || frames.size(0) == 0) return {};
+  return video_chunks(m.vision->forward(frames), m.vision->grid(frames.size(2), frames.size(3)),
+                      frame_us, stream);
 }
 
 std::vector<TokenChunk> encode_audio(ShapesVoicesImpl& m, const std::vector<at::Tensor>& mels,
@@ -131,14 +154,7 @@ std::vector<TokenChunk> encode_audio(ShapesVoicesImpl& m, const std::vector<at::
   std::vector<TokenChunk> out;
   for (size_t i = 0; i < mels.size(); ++i) {
     if (mels[i].size(1) == 0) continue;
-    TokenChunk c;
-    c.modality = Modality::kAudio;
-    c.embeddings = m.audio->forward(mels[i]);
-    c.start_us = mel_us[i];
-    c.end_us = mel_us[i] + mels[i].size(1) * 10000;  // 100 mel frames per second
-    c.grid_w = c.embeddings.size(0);
-    c.stream = stream;
-    out.push_back(std::move(c));
+    out.push_back(audio_chunk(m.audio->forward(mels[i]), mel_us[i], mels[i].size(1), stream));
   }
   return out;
 }
@@ -171,6 +187,28 @@ std::vector<int64_t> answer_ids(const std::string& answer) {
   for (unsigned char ch : answer) ids.push_back(ch);
   ids.push_back(SpecialTokens{}.eos);
   return ids;
+}
+
+TrainingExample training_example(ShapesVoicesImpl& m, const std::vector<TokenChunk>& video,
+                                 const std::vector<TokenChunk>& audio, int question,
+                                 const std::string& answer) {
+  if (question < 0 || question >= kNumQuestions)
+    throw InputError("training_example: no question " + std::to_string(question));
+  TrainingExample s;
+  s.prompt = layout_prompt(video, audio, question_chunk(kQuestionText[size_t(question)]));
+  const auto ans = answer_ids(answer);
+  const int64_t lp = s.prompt.length(), na = int64_t(ans.size());
+  // Inputs: prompt + answer[:-1]; answer token k sits at position next + k on every axis, as the
+  // Generate node feeds generated tokens.
+  const at::Tensor ans_in = at::tensor(std::vector<int64_t>(ans.begin(), ans.end() - 1), at::kLong);
+  s.embeds = at::cat({embed_sequence(*m.fusion, s.prompt)[0], m.fusion->embed_ids(ans_in)}, 0);
+  const int64_t next = s.prompt.next_position();
+  const at::Tensor ap = at::arange(next, next + na - 1, at::kLong).unsqueeze(0).expand({3, na - 1});
+  s.positions = at::cat({s.prompt.positions, ap}, 1);
+  s.targets = at::full({lp + na - 1}, -100, at::kLong);
+  s.targets.slice(0, lp - 1, lp - 1 + na).copy_(at::tensor(ans, at::kLong));
+  s.first = lp - 1;
+  return s;
 }
 
 }  // namespace omni::demo

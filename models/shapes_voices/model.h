@@ -18,6 +18,7 @@
 #include "fusion/transformer.h"
 #include "modalities/audio/audio_encoder.h"
 #include "modalities/common/token_chunk.h"
+#include "modalities/image/image_tokens.h"
 #include "modalities/image/vit.h"
 
 namespace omni::demo {
@@ -71,6 +72,16 @@ struct ClipTensors {
   std::vector<int64_t> mel_us;
 };
 
+// The TokenChunks the encoder nodes emit, made from encoder outputs computed elsewhere (e.g. one
+// batched forward over many clips in training): one video chunk per frame of `emb` [F, N, d]
+// (its grid from ViT::grid), or one audio chunk of `emb` [N, d] for `mel_frames` log-mel frames
+// starting at `start_us`.
+std::vector<TokenChunk> video_chunks(const at::Tensor& emb, const VisualGrid& grid,
+                                     const std::vector<int64_t>& frame_us,
+                                     const std::string& stream);
+TokenChunk audio_chunk(const at::Tensor& emb, int64_t start_us, int64_t mel_frames,
+                       const std::string& stream);
+
 // What the encoder nodes would emit for these inputs (same TokenChunk fields), with gradients
 // when grad mode is on. `frames` [F, 3, S, S] are encoded in one forward, like the node's batch.
 std::vector<TokenChunk> encode_video(ShapesVoicesImpl& m, const at::Tensor& frames,
@@ -88,5 +99,20 @@ FusedSequence layout_prompt(const std::vector<TokenChunk>& video,
 
 // Byte ids of an answer followed by <|eos|>.
 std::vector<int64_t> answer_ids(const std::string& answer);
+
+// One teacher-forced training example: the prompt exactly as inference lays it out
+// (layout_prompt) followed by the answer's tokens but the last, each answer token at the position
+// the Generate node feeds it (prompt.next_position() + k on every axis); the targets are the
+// answer ids (then <|eos|>) from the prompt's last token on, -100 elsewhere.
+struct TrainingExample {
+  FusedSequence prompt;
+  at::Tensor embeds;     // [L, d] (with gradients when grad mode is on)
+  at::Tensor positions;  // [3, L]
+  at::Tensor targets;    // [L], -100 where no loss
+  int64_t first = 0;     // index of the first answer target (the prompt's last token)
+};
+TrainingExample training_example(ShapesVoicesImpl& m, const std::vector<TokenChunk>& video,
+                                 const std::vector<TokenChunk>& audio, int question,
+                                 const std::string& answer);
 
 }  // namespace omni::demo

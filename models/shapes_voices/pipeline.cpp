@@ -198,7 +198,8 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
   });
   graph->observe("seq.sequence", [&](const Packet& p) {
     std::lock_guard lock(mu);
-    for (const auto& [k, v] : p.get<FusedSequence>().tokens) r.tokens[k] += v;
+    r.sequence = p.get<FusedSequence>();
+    for (const auto& [k, v] : r.sequence.tokens) r.tokens[k] += v;
   });
   RunOptions ro;
   ro.workers = 2;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/registry.h"
+#include "fusion/fused_sequence.h"
 #include "models/shapes_voices/model.h"
 
 namespace omni::demo {
@@ -33,6 +34,7 @@ struct AskResult {
   double seconds = 0;
   std::map<std::string, int64_t> tokens;  // "text", "video", "audio" (+ "boundary")
   bool has_audio = true;
+  FusedSequence sequence;  // the UnifiedSequencer's output the Generate node answered from
 };
 
 // Answers questions about clips through the inference graph; the model is loaded once per graph

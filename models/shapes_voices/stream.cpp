@@ -146,6 +146,7 @@ class StreamAnswer : public Node {
     shared_->answer_at = Clock::now();
     shared_->answered = true;
     shared_->result.answer = decode_byte_ids(r.tokens);
+    shared_->result.prompt_logits = r.prompt_logits;
     shared_->result.prompt_tokens = seq.length();
     shared_->result.tail_tokens = seq.length() - prefilled_;
     ctx.emit(kText, shared_->result.answer, Timestamp(0));

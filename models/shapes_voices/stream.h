@@ -5,6 +5,8 @@
 // clip ends. Used to measure the answer latency after the end of a clip (bench/e2e).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,6 +32,7 @@ struct StreamResult {
   int64_t prompt_tokens = 0;     // whole prompt
   int64_t tail_tokens = 0;       // prompt tokens left to run after the clip ended
   bool prefix_mismatch = false;  // the prefilled prefix differed from the final layout (rerun)
+  at::Tensor prompt_logits;      // [V] the LM head after the prompt (GenerateResult's)
 };
 
 // Plays `clip` through the streaming graph and answers question `question` (0..3). The model is

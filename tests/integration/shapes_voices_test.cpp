@@ -227,6 +227,7 @@ TEST(ShapesVoices, DamagedOrMissingModelFilesGiveErrorsNamingTheFile) {
 TEST(ShapesVoices, AskYamlGraphAnswersAsAskClip) {
   const std::string clip = kModelDir + "/sample.mp4";
   const Asker asker(kModelDir);
+  fs::create_directories(kWork);  // when this test runs first (a --gtest_filter)
   for (int q = 0; q < kNumQuestions; ++q) {
     const std::string out = (kWork / ("ask_yaml_" + std::to_string(q) + ".txt")).string();
     const std::string cmd = std::string("cd ") + OMNI_SOURCE_DIR + " && " + OMNIPIPE_BIN +
