@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <filesystem>
 #include <set>
 
@@ -70,6 +71,24 @@ cv::Mat load_image_rgb(const std::string& path) {
   }
   if (bgr.empty()) {
     throw InputError("ImageSource: cannot decode '" + path +
+                     "' (not an image OpenCV can read, or damaged)");
+  }
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name) {
+  cv::Mat bgr;
+  try {
+    const cv::Mat buf(1, static_cast<int>(std::min<size_t>(bytes.size(), INT32_MAX)), CV_8U,
+                      const_cast<char*>(bytes.data()));
+    if (!bytes.empty()) bgr = cv::imdecode(buf, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    throw InputError("ImageSource: cannot decode '" + name + "': " + e.what());
+  }
+  if (bgr.empty()) {
+    throw InputError("ImageSource: cannot decode '" + name +
                      "' (not an image OpenCV can read, or damaged)");
   }
   cv::Mat rgb;

@@ -19,5 +19,7 @@ std::vector<std::string> list_images(const std::vector<std::string>& entries,
 // Decodes an image as upright RGB8: EXIF orientation applied, grayscale expanded, alpha dropped,
 // 16-bit scaled to 8-bit. Throws InputError naming the file when it cannot be decoded.
 cv::Mat load_image_rgb(const std::string& path);
+// The same for an image held in memory (`name` names it in messages).
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name);
 
 }  // namespace omni

@@ -92,6 +92,24 @@ TEST_F(ImageFiles, ExifOrientationIsApplied) {
   EXPECT_GT(tl[2], 200);
 }
 
+TEST_F(ImageFiles, DecodesFromMemoryAsFromAFile) {
+  std::vector<uchar> jpg = jpeg_with_orientation(quarter_picture(), 6);
+  std::ofstream(path("exif6.jpg"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpg.data()), std::streamsize(jpg.size()));
+  const cv::Mat from_file = load_image_rgb(path("exif6.jpg"));
+  const cv::Mat from_memory =
+      decode_image_rgb(std::string(jpg.begin(), jpg.end()), "exif6 in memory");
+  ASSERT_EQ(from_memory.size(), from_file.size());  // EXIF orientation applied as well
+  EXPECT_EQ(cv::norm(from_memory, from_file, cv::NORM_INF), 0);
+  EXPECT_THROW(decode_image_rgb("", "empty"), InputError);
+  try {
+    decode_image_rgb(std::string("\x89PNG\r\n\x1a\n junk"), "junk.png");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("junk.png"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ImageFiles, FolderListingIsSortedAndFiltered) {
   cv::Mat bgr = quarter_picture();
   for (const char* name : {"b.png", "a.jpg", "c.PNG", "10.png"}) cv::imwrite(path(name), bgr);
