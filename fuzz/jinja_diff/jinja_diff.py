@@ -2,12 +2,12 @@
 """Differential fuzzing of omnipipe's Jinja interpreter against transformers' jinja2 environment.
 
 Random templates (statements, whitespace control, expressions, filters, tests, methods, macros)
-are rendered by transformers' _compile_jinja_template and by scripts/fuzz/jinja_driver.cpp; every
+are rendered by transformers' _compile_jinja_template and by fuzz/jinja_diff/jinja_driver.cpp; every
 output must be identical, or both must raise (the interpreter may also raise where jinja2 renders
 something it cannot reproduce, e.g. a generator's repr: counted as we_err). Prints each DIFF /
 THEY_ERR / CRASH and a summary.
 
-  ~/.cache/omnipipe-ref-venv/bin/python scripts/fuzz/jinja_diff.py SEED COUNT /tmp/jinja_driver
+  ~/.cache/omnipipe-ref-venv/bin/python fuzz/jinja_diff/jinja_diff.py SEED COUNT /tmp/jinja_driver
 """
 import json, random, subprocess, sys
 from transformers.utils.chat_template_utils import _compile_jinja_template

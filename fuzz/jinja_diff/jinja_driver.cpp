@@ -1,8 +1,8 @@
 // Reads JSON lines {"t": template, "c": context} on stdin and writes one JSON line per input:
 // {"ok": rendered} or {"err": InputError message} (or {"crash": ...} for any other exception).
-// Used by scripts/fuzz/jinja_diff.py. Build (from the repository root, after building
+// Used by fuzz/jinja_diff/jinja_diff.py. Build (from the repository root, after building
 // omni_template), e.g. with sanitizers:
-//   g++ -std=c++20 -O1 -g -fsanitize=address,undefined -I. scripts/fuzz/jinja_driver.cpp \
+//   g++ -std=c++20 -O1 -g -fsanitize=address,undefined -I. fuzz/jinja_diff/jinja_driver.cpp \
 //       modalities/text/jinja/{lexer,parser,value,builtins,filters,render}.cpp -o /tmp/jinja_driver
 #include <iostream>
 #include <nlohmann/json.hpp>
