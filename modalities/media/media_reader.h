@@ -21,7 +21,7 @@ struct MediaReaderOptions {
   // When set, the media is these bytes (read through a custom AVIOContext) and `path` only names
   // it in messages. Nothing else is opened; allowed_protocols / allow_nested still govern any
   // resource the data names.
-  std::shared_ptr<const std::string> data;
+  std::shared_ptr<const std::string> data = nullptr;
   bool video = true;  // decode and emit video frames
   bool audio = true;  // decode and emit audio chunks
   double fps = 0;     // sample frames to at most this rate (0 = every frame)

@@ -13,7 +13,7 @@ struct ProbeOptions {
   std::string allowed_protocols = "file,pipe";
   bool allow_nested = false;  // see MediaReaderOptions::allow_nested
   // When set, these bytes are probed and `path` only names them (see MediaReaderOptions::data).
-  std::shared_ptr<const std::string> data;
+  std::shared_ptr<const std::string> data = nullptr;
 };
 
 // {"path", "format", "duration_s", "streams": [{"index", "type", "codec", "width", "height",
