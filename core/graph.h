@@ -117,6 +117,12 @@ class GraphBuilder {
 
 // Loads a YAML graph (DESIGN.md section 2a), resolving subgraphs relative to the file.
 // `overrides` are "NODE.PARAM=VALUE" strings (--set). Errors carry file:line:column.
+// Limits (a ConfigError when exceeded, checked before the YAML is parsed or the nodes built): each
+// graph file (or string) at most kMaxGraphFileBytes, at most kMaxGraphNodes nodes in the flattened
+// graph, at most kMaxGraphFiles graph files read for one graph (subgraphs included).
+inline constexpr size_t kMaxGraphFileBytes = size_t{4} << 20;
+inline constexpr size_t kMaxGraphNodes = 10000;
+inline constexpr size_t kMaxGraphFiles = 1000;
 std::unique_ptr<Graph> load_graph(const std::string& yaml_path, const Registry& registry,
                                   const std::vector<std::string>& overrides = {});
 std::unique_ptr<Graph> load_graph_string(const std::string& yaml_text, const Registry& registry,

@@ -15,6 +15,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// What one load_graph call has read so far, against the limits in graph.h.
+struct LoadState {
+  std::vector<std::string> stack;  // canonical paths of the files being loaded (cycle check)
+  size_t files = 0;
+  size_t nodes = 0;
+};
+
+// Reads a graph file, refusing it once it outgrows kMaxGraphFileBytes (a FIFO or a device such as
+// /dev/zero never ends, so its size is not known beforehand).
+std::string read_graph_file(std::ifstream& f, const std::string& shown) {
+  std::string text;
+  char buf[1 << 16];
+  while (f.read(buf, sizeof(buf)) || f.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(f.gcount()));
+    if (text.size() > kMaxGraphFileBytes)
+      throw ConfigError("graph file '" + shown + "' is larger than the limit of " +
+                        std::to_string(kMaxGraphFileBytes) + " bytes");
+  }
+  if (f.bad()) throw ConfigError("cannot read graph file '" + shown + "'");
+  return text;
+}
+
 struct Loaded {
   GraphSpec spec;
   std::map<std::string, std::vector<std::string>> inputs;  // exposed name -> inner "node.port"s
@@ -79,39 +101,41 @@ ParamValue yaml_param(const std::string& file, const YAML::Node& v, const ParamS
 }
 
 Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::path& base_dir,
-                 const Registry& registry, const std::string& prefix,
-                 std::vector<std::string>& stack);
+                 const Registry& registry, const std::string& prefix, LoadState& st);
 
 Loaded load_file(const fs::path& path, const std::string& shown, const Registry& registry,
-                 const std::string& prefix, std::vector<std::string>& stack) {
-  const std::string canon = fs::weakly_canonical(path).string();
-  for (const auto& s : stack) {
+                 const std::string& prefix, LoadState& st) {
+  std::error_code ec;
+  const std::string canon = fs::weakly_canonical(path, ec).string();
+  if (ec) throw ConfigError("cannot open graph file '" + shown + "': " + ec.message());
+  for (const auto& s : st.stack) {
     if (s == canon) throw ConfigError(shown + ": subgraph file includes itself (" + canon + ")");
   }
-  std::ifstream f(path);
+  if (++st.files > kMaxGraphFiles)
+    throw ConfigError(shown + ": the graph reads more than " + std::to_string(kMaxGraphFiles) +
+                      " graph files (subgraphs included)");
+  std::ifstream f(path, std::ios::binary);
   if (!f) throw ConfigError("cannot open graph file '" + shown + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
+  const std::string text = read_graph_file(f, shown);
   YAML::Node doc;
   try {
-    doc = YAML::Load(ss.str());
+    doc = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw ConfigError(mark_str(shown, e.mark) + ": YAML syntax error: " + e.msg);
   }
-  stack.push_back(canon);
+  st.stack.push_back(canon);
   Loaded l;
   try {
-    l = load_yaml(doc, shown, path.parent_path(), registry, prefix, stack);
+    l = load_yaml(doc, shown, path.parent_path(), registry, prefix, st);
   } catch (const YAML::Exception& e) {
     throw ConfigError(mark_str(shown, e.mark) + ": " + e.msg);
   }
-  stack.pop_back();
+  st.stack.pop_back();
   return l;
 }
 
 Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::path& base_dir,
-                 const Registry& registry, const std::string& prefix,
-                 std::vector<std::string>& stack) {
+                 const Registry& registry, const std::string& prefix, LoadState& st) {
   Loaded out;
   if (!doc_in || doc_in.IsNull()) throw ConfigError(file + ": the graph file is empty");
   if (!doc_in.IsMap()) fail_at(file, doc_in, "expected a map with a 'graph:' key");
@@ -122,6 +146,10 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
   out.spec.name = g["name"] ? scalar(file, g["name"], "graph name") : "graph";
   if (!g["nodes"] || !g["nodes"].IsSequence())
     fail_at(file, g["nodes"] ? g["nodes"] : g, "the graph needs a 'nodes:' list");
+  if (g["nodes"].size() > kMaxGraphNodes)
+    fail_at(file, g["nodes"],
+            "the graph has " + std::to_string(g["nodes"].size()) +
+                " nodes, more than the limit of " + std::to_string(kMaxGraphNodes));
 
   std::map<std::string, Loaded> subgraphs;  // by (unprefixed) node name
   std::set<std::string> names;
@@ -146,7 +174,7 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
       if (n["policy"]) fail_at(file, n["policy"], "a subgraph node cannot have a policy");
       Loaded sub;
       try {
-        sub = load_file(p, p.string(), registry, prefix + name + "/", stack);
+        sub = load_file(p, p.string(), registry, prefix + name + "/", st);
       } catch (const ConfigError& e) {
         throw ConfigError(where + ": in subgraph '" + name + "': " + e.what());
       }
@@ -213,6 +241,10 @@ Loaded load_yaml(const YAML::Node& doc_in, const std::string& file, const fs::pa
       else
         fail_at(file, n["policy"], "policy '" + pol + "' is not one of: sync, immediate");
     }
+    if (++st.nodes > kMaxGraphNodes)
+      fail_at(file, n,
+              "the graph has more than " + std::to_string(kMaxGraphNodes) +
+                  " nodes (subgraphs included)");
     out.spec.nodes.push_back(std::move(ns));
   }
 
@@ -359,8 +391,8 @@ void apply_overrides(GraphSpec& spec, const Registry& registry,
 
 std::unique_ptr<Graph> load_graph(const std::string& yaml_path, const Registry& registry,
                                   const std::vector<std::string>& overrides) {
-  std::vector<std::string> stack;
-  Loaded l = load_file(yaml_path, yaml_path, registry, "", stack);
+  LoadState st;
+  Loaded l = load_file(yaml_path, yaml_path, registry, "", st);
   apply_overrides(l.spec, registry, overrides);
   return GraphBuilder(std::move(l.spec)).build(registry);
 }
@@ -370,15 +402,18 @@ std::unique_ptr<Graph> load_graph_string(const std::string& yaml_text, const Reg
                                          const std::string& base_dir) {
   YAML::Node doc;
   const std::string file = "<string>";
+  if (yaml_text.size() > kMaxGraphFileBytes)
+    throw ConfigError(file + ": the graph text is " + std::to_string(yaml_text.size()) +
+                      " bytes, more than the limit of " + std::to_string(kMaxGraphFileBytes));
   try {
     doc = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     throw ConfigError(mark_str(file, e.mark) + ": YAML syntax error: " + e.msg);
   }
-  std::vector<std::string> stack;
+  LoadState st;
   Loaded l;
   try {
-    l = load_yaml(doc, file, base_dir, registry, "", stack);
+    l = load_yaml(doc, file, base_dir, registry, "", st);
   } catch (const YAML::Exception& e) {
     throw ConfigError(mark_str(file, e.mark) + ": " + e.msg);
   }

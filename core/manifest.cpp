@@ -34,16 +34,77 @@ std::shared_ptr<ItemFeed> installed_item_feed() {
 std::vector<ManifestLine> read_manifest_lines(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError("cannot open manifest '" + path + "': " + std::strerror(errno));
+  return read_manifest_lines(in, path);
+}
+
+std::vector<ManifestLine> read_manifest_lines(std::istream& in, const std::string& name) {
   std::vector<ManifestLine> lines;
   std::string text;
-  for (int64_t i = 0; std::getline(in, text); ++i) {
+  std::streambuf* sb = in.rdbuf();
+  int64_t index = 0;
+  bool more = true;
+  while (more) {
+    // One line, refused as soon as it outgrows the cap (std::getline would buffer all of it).
+    text.clear();
+    bool any = false;
+    while (true) {
+      const int c = sb->sbumpc();
+      if (c == std::char_traits<char>::eof()) {
+        more = false;
+        break;
+      }
+      any = true;
+      if (c == '\n') break;
+      if (text.size() >= kMaxManifestLineBytes)
+        throw InputError("manifest '" + name + "': line " + std::to_string(index + 1) +
+                         " is longer than the limit of " + std::to_string(kMaxManifestLineBytes) +
+                         " bytes (not a JSON Lines manifest?)");
+      text.push_back(static_cast<char>(c));
+    }
+    if (!any) break;
     if (!text.empty() && text.back() == '\r') text.pop_back();
-    if (text.find_first_not_of(" \t") == std::string::npos) continue;
-    lines.push_back({i, std::move(text)});
+    if (text.find_first_not_of(" \t") != std::string::npos) lines.push_back({index, text});
+    ++index;
   }
-  if (in.bad()) throw InputError("error reading manifest '" + path + "'");
+  if (in.bad()) throw InputError("error reading manifest '" + name + "'");
   return lines;
 }
+
+namespace {
+
+// `s` with every byte that is not part of valid UTF-8 written as \xNN: JSON error messages quote
+// the bytes they stopped at, and a record holding invalid UTF-8 could not be written as JSON.
+std::string utf8_or_escaped(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = n != 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 0x2;
+    if (ok && n > 1) {
+      // Overlong forms, surrogates and code points above U+10FFFF are invalid too.
+      uint32_t cp = c & (0x7f >> n);
+      for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[n] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (ok) {
+      out.append(s, i, n);
+      i += n;
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 ManifestItem parse_manifest_item(int64_t index, std::string text) {
   ManifestItem item;
@@ -56,7 +117,8 @@ ManifestItem parse_manifest_item(int64_t index, std::string text) {
       item.value = nullptr;
     }
   } catch (const nlohmann::json::exception& e) {
-    item.error = "manifest line " + std::to_string(item.line()) + " is not JSON: " + e.what();
+    item.error = "manifest line " + std::to_string(item.line()) +
+                 " is not JSON: " + utf8_or_escaped(e.what());
     item.value = nullptr;
   }
   return item;
@@ -65,7 +127,7 @@ ManifestItem parse_manifest_item(int64_t index, std::string text) {
 nlohmann::ordered_json error_record(int64_t index, const std::string& message) {
   nlohmann::ordered_json r;
   r["line"] = index + 1;
-  r["error"] = message;
+  r["error"] = utf8_or_escaped(message);
   return r;
 }
 

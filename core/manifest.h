@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -41,12 +42,17 @@ OMNI_TYPE_NAME(omni::ItemRecords, "ItemRecords");
 
 namespace omni {
 
-// A manifest's non-blank lines, in order. Throws InputError when the file cannot be read.
+// A manifest's non-blank lines, in order. Throws InputError when the file cannot be read or a line
+// is longer than kMaxManifestLineBytes (a manifest line names one input; a longer one is not a
+// manifest, and refusing it bounds memory before the line is buffered).
 struct ManifestLine {
   int64_t index = 0;
   std::string text;
 };
+inline constexpr size_t kMaxManifestLineBytes = size_t{1} << 20;
 std::vector<ManifestLine> read_manifest_lines(const std::string& path);
+// The same over a stream; `name` names it in messages.
+std::vector<ManifestLine> read_manifest_lines(std::istream& in, const std::string& name);
 // Parses one line; a line that is not a JSON object becomes an item with `error` set.
 ManifestItem parse_manifest_item(int64_t index, std::string text);
 

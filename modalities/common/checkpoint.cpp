@@ -47,26 +47,7 @@ nlohmann::json read_json_file(const fs::path& path, uint64_t max_bytes) {
   f.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (static_cast<size_t>(f.gcount()) != text.size())
     throw InputError("'" + p + "': short read (file changed while reading?)");
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError("'" + p + "': malformed JSON: " + e.what());
-  }
-}
-
-// Safe lookup of a JSON pointer ("" = root); nullptr when absent or not an object.
-const nlohmann::json* at_pointer(const nlohmann::json& root, const std::string& ptr) {
-  const nlohmann::json* cur = &root;
-  if (!ptr.empty()) {
-    try {
-      nlohmann::json::json_pointer jp(ptr);
-      if (!root.contains(jp)) return nullptr;
-      cur = &root.at(jp);
-    } catch (const nlohmann::json::exception&) {
-      return nullptr;
-    }
-  }
-  return cur->is_object() ? cur : nullptr;
+  return parse_checkpoint_json(text, p);
 }
 
 std::string join_limited(const std::vector<std::string>& v, const std::string& sep = "; ") {
@@ -78,73 +59,6 @@ std::string join_limited(const std::vector<std::string>& v, const std::string& s
 }
 
 }  // namespace
-
-const std::vector<ModelFamily>& model_families() {
-  // THE name table: hub names -> our module names, per model family. Our towers are "text."
-  // (decoder: embed_tokens, layers.N, norm, lm_head), "vision." and "audio.", with the hub's own
-  // names inside each tower.
-  static const std::vector<ModelFamily> kFamilies = {
-      {"qwen2_5_omni",
-       {"Qwen2_5OmniForConditionalGeneration", "Qwen2_5OmniModel"},
-       {"qwen2_5_omni"},
-       {"thinker."},
-       {"talker.", "token2wav."},
-       {{"model.", "text."},
-        {"lm_head.", "text.lm_head."},
-        {"visual.", "vision."},
-        {"audio_tower.", "audio."}},
-       {{"text", "/thinker_config/text_config"},
-        {"vision", "/thinker_config/vision_config"},
-        {"audio", "/thinker_config/audio_config"},
-        {"talker", "/talker_config"}},
-       {{"text.lm_head.weight", "text.embed_tokens.weight"}}},
-      {"qwen2_5_omni_thinker",
-       {"Qwen2_5OmniThinkerForConditionalGeneration"},
-       {"qwen2_5_omni_thinker"},
-       {},
-       {},
-       {{"model.language_model.", "text."},
-        {"model.visual.", "vision."},
-        {"model.audio_tower.", "audio."},
-        {"model.", "text."},
-        {"lm_head.", "text.lm_head."},
-        {"visual.", "vision."},
-        {"audio_tower.", "audio."}},
-       {{"text", "/text_config"}, {"vision", "/vision_config"}, {"audio", "/audio_config"}},
-       {{"text.lm_head.weight", "text.embed_tokens.weight"}}},
-      {"qwen2_vl",
-       {"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"},
-       {"qwen2_vl", "qwen2_5_vl"},
-       {},
-       {},
-       {{"model.language_model.", "text."},
-        {"model.visual.", "vision."},
-        {"model.", "text."},
-        {"lm_head.", "text.lm_head."},
-        {"visual.", "vision."}},
-       {{"text", "/text_config|"}, {"vision", "/vision_config"}},
-       {{"text.lm_head.weight", "text.embed_tokens.weight"}}},
-      {"qwen2",
-       {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM"},
-       {"qwen2", "qwen3", "llama"},
-       {},
-       {},
-       {{"model.", "text."}, {"lm_head.", "text.lm_head."}},
-       {{"text", ""}},
-       {{"text.lm_head.weight", "text.embed_tokens.weight"}}},
-      {"generic",
-       {},
-       {},
-       {},
-       {},
-       {},
-       {{"text", "/thinker_config/text_config|/text_config|/language_config|"},
-        {"vision", "/thinker_config/vision_config|/vision_config"},
-        {"audio", "/thinker_config/audio_config|/audio_config"}},
-       {}},
-  };
-  return kFamilies;
-}
 
 std::string safetensors_dtype_name(at::ScalarType t) {
   switch (t) {
@@ -196,23 +110,7 @@ std::shared_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
     c->generation_config_ = nlohmann::json::object();
   }
 
-  const auto& fams = model_families();
-  std::vector<std::string> archs;
-  if (auto a = c->config_.find("architectures"); a != c->config_.end() && a->is_array())
-    for (const auto& x : *a)
-      if (x.is_string()) archs.push_back(x.get<std::string>());
-  const std::string mt = c->model_type();
-  // By architecture first, then by model_type; anything else is the generic family.
-  for (const auto& f : fams)
-    for (const auto& a : archs)
-      if (!c->family_ &&
-          std::find(f.architectures.begin(), f.architectures.end(), a) != f.architectures.end())
-        c->family_ = &f;
-  for (const auto& f : fams)
-    if (!c->family_ &&
-        std::find(f.model_types.begin(), f.model_types.end(), mt) != f.model_types.end())
-      c->family_ = &f;
-  if (!c->family_) c->family_ = &fams.back();
+  c->family_ = &detect_model_family(c->config_);
   c->read_weights();
   c->build_names();
   return c;
@@ -234,30 +132,10 @@ void Checkpoint::read_weights() {
     has_index_ = true;
     const std::string ip = index_path.string();
     nlohmann::json index = read_json_file(index_path, kMaxIndexBytes);
-    if (!index.is_object()) throw InputError("'" + ip + "': malformed index: not a JSON object");
-    auto wm = index.find("weight_map");
-    if (wm == index.end() || !wm->is_object())
-      throw InputError("'" + ip + "': malformed index: no \"weight_map\" object");
-    if (wm->empty()) throw InputError("'" + ip + "': malformed index: \"weight_map\" is empty");
-    if (auto md = index.find("metadata"); md != index.end()) {
-      if (!md->is_object() && !md->is_null())
-        throw InputError("'" + ip + "': malformed index: \"metadata\" is not an object");
-      if (md->is_object()) index_metadata_ = *md;
-    }
-    std::map<std::string, std::vector<std::string>> by_shard;
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it.value().is_string())
-        throw InputError("'" + ip + "': malformed index: the shard of tensor '" + it.key() +
-                         "' is not a string");
-      const std::string file = it.value().get<std::string>();
-      // A shard is a file in this directory: no paths, so a crafted index cannot point elsewhere.
-      if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
-          file.find('\\') != std::string::npos || file.find('\0') != std::string::npos)
-        throw InputError("'" + ip + "': malformed index: tensor '" + it.key() + "' names shard '" +
-                         file + "', which is not a plain file name in the directory");
-      by_shard[file].push_back(it.key());
-      shard_of_[it.key()] = file;
-    }
+    CheckpointIndex parsed = parse_checkpoint_index(index, ip);
+    index_metadata_ = std::move(parsed.metadata);
+    shard_of_ = std::move(parsed.shard_of);
+    const auto& by_shard = parsed.by_shard;
     for (const auto& [file, names] : by_shard) {
       if (!fs::exists(fs::path(dir_) / file, ec))
         throw InputError(where + "missing shard '" + file + "': the index lists " +
@@ -311,20 +189,7 @@ void Checkpoint::read_weights() {
 }
 
 std::optional<std::string> Checkpoint::map_name(const std::string& hub) const {
-  for (const auto& u : family_->unused)
-    if (starts_with(hub, u)) return std::nullopt;
-  std::string n = hub;
-  for (const auto& s : family_->strip)
-    if (starts_with(n, s)) {
-      n = n.substr(s.size());
-      break;
-    }
-  for (const auto& r : family_->renames)
-    if (starts_with(n, r.from)) {
-      n = r.to + n.substr(r.from.size());
-      break;
-    }
-  return n;
+  return family_map_name(*family_, hub);
 }
 
 void Checkpoint::build_names() {
@@ -370,18 +235,7 @@ std::string Checkpoint::model_type() const {
 }
 
 const nlohmann::json* Checkpoint::tower_config(const std::string& tower) const {
-  for (const auto& [name, ptrs] : family_->towers) {
-    if (name != tower) continue;
-    size_t start = 0;
-    while (true) {
-      const size_t bar = ptrs.find('|', start);
-      const std::string p = ptrs.substr(start, bar == std::string::npos ? bar : bar - start);
-      if (const nlohmann::json* j = at_pointer(config_, p)) return j;
-      if (bar == std::string::npos) break;
-      start = bar + 1;
-    }
-  }
-  return nullptr;
+  return family_tower_config(*family_, config_, tower);
 }
 
 std::vector<std::string> Checkpoint::towers() const {
@@ -392,99 +246,12 @@ std::vector<std::string> Checkpoint::towers() const {
 }
 
 TowerSummary Checkpoint::tower_summary(const std::string& tower) const {
-  TowerSummary s;
-  s.name = tower;
-  const nlohmann::json* c = tower_config(tower);
-  if (!c) return s;
-  if (c->contains("model_type") && (*c)["model_type"].is_string())
-    s.model_type = (*c)["model_type"].get<std::string>();
-  auto first_int = [&](const char* key, std::initializer_list<const char*> names) {
-    for (const char* n : names) {
-      auto it = c->find(n);
-      if (it != c->end() && it->is_number_integer()) {
-        s.ints[key] = it->get<int64_t>();
-        return;
-      }
-    }
-  };
-  first_int("layers", {"num_hidden_layers", "depth", "encoder_layers", "num_layers", "n_layer"});
-  first_int("hidden", {"hidden_size", "d_model", "embed_dim", "n_embd"});
-  first_int("heads", {"num_attention_heads", "num_heads", "encoder_attention_heads", "n_head"});
-  first_int("kv_heads", {"num_key_value_heads"});
-  first_int("head_dim", {"head_dim"});
-  first_int("intermediate", {"intermediate_size", "encoder_ffn_dim", "ffn_dim"});
-  first_int("vocab", {"vocab_size"});
-  first_int("max_positions", {"max_position_embeddings", "max_source_positions"});
-  first_int("out_hidden", {"out_hidden_size", "output_dim"});
-  first_int("patch_size", {"patch_size"});
-  first_int("temporal_patch_size", {"temporal_patch_size"});
-  first_int("spatial_merge_size", {"spatial_merge_size"});
-  first_int("window_size", {"window_size"});
-  first_int("num_mel_bins", {"num_mel_bins"});
-  first_int("n_window", {"n_window"});
-  if (!s.ints.count("head_dim") && s.ints.count("hidden") && s.ints.count("heads") &&
-      s.ints["heads"] > 0 && s.ints["hidden"] % s.ints["heads"] == 0)
-    s.ints["head_dim"] = s.ints["hidden"] / s.ints["heads"];
-  // transformers 5 writes rope settings under rope_parameters; 4.x wrote rope_theta at the top
-  // level and mrope_section under rope_scaling.
-  auto number = [](const nlohmann::json& o, const char* k) -> std::optional<double> {
-    auto it = o.find(k);
-    if (it != o.end() && it->is_number()) return it->get<double>();
-    return std::nullopt;
-  };
-  const nlohmann::json* rp = at_pointer(*c, "/rope_parameters");
-  const nlohmann::json* rs = at_pointer(*c, "/rope_scaling");
-  if (auto v = rp ? number(*rp, "rope_theta") : std::nullopt)
-    s.floats["rope_theta"] = *v;
-  else if (auto w = number(*c, "rope_theta"))
-    s.floats["rope_theta"] = *w;
-  if (auto v = number(*c, "rms_norm_eps")) s.floats["rms_norm_eps"] = *v;
-  auto int_list = [&](const nlohmann::json* o, const char* k, const char* key) {
-    if (!o || s.lists.count(key)) return;
-    auto it = o->find(k);
-    if (it == o->end() || !it->is_array()) return;
-    std::vector<int64_t> v;
-    for (const auto& x : *it) {
-      if (!x.is_number_integer()) return;
-      v.push_back(x.get<int64_t>());
-    }
-    s.lists[key] = v;
-  };
-  int_list(rp, "mrope_section", "mrope_section");
-  int_list(rs, "mrope_section", "mrope_section");
-  int_list(c, "fullatt_block_indexes", "fullatt_block_indexes");
-  if (auto it = c->find("tie_word_embeddings"); it != c->end() && it->is_boolean())
-    s.flags["tie_word_embeddings"] = it->get<bool>();
-  return s;
+  return summarize_tower(tower, tower_config(tower));
 }
 
 std::vector<int64_t> Checkpoint::eos_token_ids() const {
-  auto parse = [&](const nlohmann::json& o,
-                   const std::string& file) -> std::optional<std::vector<int64_t>> {
-    auto it = o.find("eos_token_id");
-    if (it == o.end() || it->is_null()) return std::nullopt;
-    std::vector<int64_t> out;
-    if (it->is_number_integer()) {
-      out.push_back(it->get<int64_t>());
-    } else if (it->is_array()) {
-      for (const auto& x : *it) {
-        if (!x.is_number_integer())
-          throw InputError("checkpoint '" + dir_ + "': " + file +
-                           ": eos_token_id list holds a non-integer: " + x.dump());
-        out.push_back(x.get<int64_t>());
-      }
-    } else {
-      throw InputError("checkpoint '" + dir_ + "': " + file +
-                       ": eos_token_id must be an integer or a list of integers, found " +
-                       it->dump());
-    }
-    return out;
-  };
-  if (auto v = parse(generation_config_, "generation_config.json")) return *v;
-  if (const nlohmann::json* t = tower_config("text"))
-    if (auto v = parse(*t, "config.json")) return *v;
-  if (auto v = parse(config_, "config.json")) return *v;
-  return {};
+  return checkpoint_eos_token_ids(config_, generation_config_, tower_config("text"),
+                                  "checkpoint '" + dir_ + "': ");
 }
 
 std::optional<int64_t> Checkpoint::pad_token_id() const {

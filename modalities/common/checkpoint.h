@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "modalities/common/checkpoint_config.h"
 #include "modalities/common/safetensors.h"
 
 namespace torch::nn {
@@ -21,28 +22,6 @@ class Module;
 
 namespace omni {
 
-// How one model family's hub tensor names become our module names: the single table lives in
-// checkpoint.cpp (model_families()). A hub name is processed as: a name under an `unused` prefix
-// is skipped (and listed); else the first matching `strip` prefix is removed; then the first
-// `renames` rule whose `from` prefix matches replaces it with `to`.
-struct NameRule {
-  std::string from, to;
-};
-struct ModelFamily {
-  std::string name;                        // e.g. "qwen2_5_omni"
-  std::vector<std::string> architectures;  // config.json "architectures" entries it accepts
-  std::vector<std::string> model_types;    // or config.json "model_type" values
-  std::vector<std::string> strip;          // e.g. "thinker."
-  std::vector<std::string> unused;         // e.g. "talker.", "token2wav."
-  std::vector<NameRule> renames;           // hub prefix -> our prefix, first match wins
-  // Tower name -> JSON pointer into config.json ("" = the root object). Absent objects are skipped.
-  std::vector<std::pair<std::string, std::string>> towers;
-  // Tied weights: (our name, our name it copies) when the text config says tie_word_embeddings.
-  std::vector<NameRule> tied;
-};
-// The table of known families (the last entry, "generic", accepts anything and renames nothing).
-const std::vector<ModelFamily>& model_families();
-
 // Where a tensor lives and what it is, without reading its bytes.
 struct TensorInfo {
   std::string hub_name;  // name in the checkpoint
@@ -50,16 +29,6 @@ struct TensorInfo {
   at::ScalarType dtype;
   std::vector<int64_t> shape;
   int64_t nbytes = 0;
-};
-
-// The numbers of one tower's config that a summary shows (absent = the config does not say).
-struct TowerSummary {
-  std::string name;  // "text", "vision", "audio", "talker", ...
-  std::string model_type;
-  std::map<std::string, int64_t> ints;   // layers, hidden, heads, kv_heads, head_dim, vocab, ...
-  std::map<std::string, double> floats;  // rope_theta, rms_norm_eps
-  std::map<std::string, std::vector<int64_t>> lists;  // mrope_section, fullatt_block_indexes
-  std::map<std::string, bool> flags;                  // tie_word_embeddings
 };
 
 // dtype on load: `to` converts floating tensors (bf16/fp16/fp32/fp64) to that dtype; keep_bf16

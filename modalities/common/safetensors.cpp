@@ -14,12 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "modalities/common/safetensors_header.h"
 
 namespace omni {
 namespace {
-
-// A header this large is not a weights file; refusing it bounds the JSON parser's memory.
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 struct DtypeInfo {
   const char* name;
@@ -46,11 +44,7 @@ const DtypeInfo* dtype_by_type(at::ScalarType t) {
   return nullptr;
 }
 
-std::string known_dtypes() {
-  std::string s;
-  for (const auto& d : kDtypes) s += std::string(s.empty() ? "" : ", ") + d.name;
-  return s;
-}
+const std::string& known_dtypes() { return safetensors_known_dtypes(); }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw InputError("safetensors file '" + path + "': " + what);
@@ -139,99 +133,18 @@ class MappedFile final : public SafeTensorsFile {
       map_->base = nullptr;
       fail(path_, std::string("mmap failed: ") + std::strerror(err));
     }
-    const auto* bytes = static_cast<const unsigned char*>(map_->base);
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little endian
-    if (header_len > kMaxHeaderBytes)
-      fail(path_, "header length " + std::to_string(header_len) + " exceeds the bound of " +
-                      std::to_string(kMaxHeaderBytes) + " bytes");
-    if (header_len > map_->size - 8)
-      fail(path_, "header length " + std::to_string(header_len) + " runs past the end of the " +
-                      std::to_string(map_->size) + "-byte file (truncated?)");
-    data_offset_ = 8 + header_len;
-    const uint64_t data_size = map_->size - data_offset_;
-
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8),
-                                     reinterpret_cast<const char*>(bytes + 8 + header_len));
-    } catch (const nlohmann::json::exception& e) {
-      fail(path_, std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!header.is_object()) fail(path_, "header is not a JSON object");
-
-    std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      const std::string& name = it.key();
-      const auto& v = it.value();
-      if (name == "__metadata__") {
-        if (!v.is_object()) fail(path_, "__metadata__ is not an object");
-        for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string())
-            fail(path_, "__metadata__ value for '" + m.key() + "' is not a string");
-          metadata_[m.key()] = m.value().get<std::string>();
-        }
-        continue;
-      }
-      const std::string where = "tensor '" + name + "': ";
-      if (!v.is_object()) fail(path_, where + "entry is not an object");
-      auto dt = v.find("dtype");
-      auto sh = v.find("shape");
-      auto off = v.find("data_offsets");
-      if (dt == v.end() || sh == v.end() || off == v.end())
-        fail(path_, where + "entry needs dtype, shape and data_offsets");
-      if (!dt->is_string()) fail(path_, where + "dtype is not a string");
+    const SafetensorsHeader h =
+        parse_safetensors_header(static_cast<const unsigned char*>(map_->base), map_->size, path_);
+    data_offset_ = h.data_offset;
+    metadata_ = h.metadata;
+    for (const auto& [name, he] : h.entries) {
       Entry e{};
-      e.dtype = dtype_by_name(dt->get<std::string>());
-      if (!e.dtype)
-        fail(path_, where + "unknown dtype '" + dt->get<std::string>() +
-                        "' (known: " + known_dtypes() + ")");
-      if (!sh->is_array()) fail(path_, where + "shape is not an array");
-      // Count elements with overflow checks: a lying shape must not wrap around to a small size.
-      uint64_t numel = 1;
-      bool overflow = false;
-      for (const auto& d : *sh) {
-        if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
-          fail(path_, where + "shape has a non-integer or negative dimension");
-        uint64_t dim = d.get<uint64_t>();
-        if (dim > uint64_t(std::numeric_limits<int64_t>::max())) overflow = true;
-        if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
-        numel *= dim;
-        e.shape.push_back(static_cast<int64_t>(dim));
-      }
-      if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-          !(*off)[1].is_number_unsigned())
-        fail(path_, where + "data_offsets must be two non-negative integers");
-      e.begin = (*off)[0].get<uint64_t>();
-      e.end = (*off)[1].get<uint64_t>();
-      if (e.end < e.begin)
-        fail(path_, where + "data_offsets [" + std::to_string(e.begin) + ", " +
-                        std::to_string(e.end) + "] end before they begin");
-      if (e.end > data_size)
-        fail(path_, where + "data_offsets end " + std::to_string(e.end) +
-                        " lies outside the data region of " + std::to_string(data_size) +
-                        " bytes (truncated file or lying offsets)");
-      const uint64_t esize = static_cast<uint64_t>(e.dtype->size);
-      if (overflow || numel > std::numeric_limits<uint64_t>::max() / esize ||
-          numel * esize != e.end - e.begin) {
-        std::string shape_s;
-        for (auto d : e.shape) shape_s += (shape_s.empty() ? "" : ",") + std::to_string(d);
-        fail(path_, where + "shape [" + shape_s + "] x " + e.dtype->name + " needs " +
-                        (overflow ? std::string("more than 2^64") : std::to_string(numel * esize)) +
-                        " bytes but data_offsets give " + std::to_string(e.end - e.begin));
-      }
-      ranges.push_back({{e.begin, e.end}, name});
+      e.dtype = dtype_by_name(he.dtype);
+      if (!e.dtype) fail(path_, "tensor '" + name + "': unknown dtype '" + he.dtype + "'");
+      e.shape = he.shape;
+      e.begin = he.begin;
+      e.end = he.end;
       entries_.emplace(name, std::move(e));
-    }
-    std::sort(ranges.begin(), ranges.end());
-    // Sweep in start order keeping the range that reaches furthest; empty tensors occupy no bytes.
-    const std::pair<std::pair<uint64_t, uint64_t>, std::string>* reach = nullptr;
-    for (const auto& r : ranges) {
-      if (r.first.first == r.first.second) continue;
-      if (reach && r.first.first < reach->first.second)
-        fail(path_,
-             "tensors '" + reach->second + "' and '" + r.second + "' have overlapping byte ranges");
-      if (!reach || r.first.second > reach->first.second) reach = &r;
     }
   }
 

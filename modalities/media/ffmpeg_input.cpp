@@ -6,6 +6,7 @@ extern "C" {
 #include <libavutil/log.h>
 }
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -106,18 +107,55 @@ int Input::interrupt_cb(void* self) {
   return in->interrupt_ && in->interrupt_() ? 1 : 0;
 }
 
+int Input::memory_read(void* self, uint8_t* buf, int size) {
+  auto* in = static_cast<Input*>(self);
+  const int64_t total = static_cast<int64_t>(in->memory_->size());
+  if (in->memory_pos_ >= total) return AVERROR_EOF;
+  const int n = static_cast<int>(std::min<int64_t>(size, total - in->memory_pos_));
+  std::memcpy(buf, in->memory_->data() + in->memory_pos_, static_cast<size_t>(n));
+  in->memory_pos_ += n;
+  return n;
+}
+
+int64_t Input::memory_seek(void* self, int64_t offset, int whence) {
+  auto* in = static_cast<Input*>(self);
+  const int64_t total = static_cast<int64_t>(in->memory_->size());
+  if (whence & AVSEEK_SIZE) return total;
+  whence &= ~AVSEEK_FORCE;
+  int64_t base = 0;
+  if (whence == SEEK_CUR)
+    base = in->memory_pos_;
+  else if (whence == SEEK_END)
+    base = total;
+  else if (whence != SEEK_SET)
+    return AVERROR(EINVAL);
+  if ((offset > 0 && base > total - offset) || base + offset < 0) return AVERROR(EINVAL);
+  if (base + offset > total) return AVERROR(EINVAL);
+  in->memory_pos_ = base + offset;
+  return in->memory_pos_;
+}
+
+void Input::free_memory_io() {
+  if (memory_io_) {
+    av_freep(&memory_io_->buffer);
+    avio_context_free(&memory_io_);
+  }
+}
+
 int Input::guarded_io_open(AVFormatContext* s, AVIOContext** pb, const char* url, int flags,
                            AVDictionary** options) {
   auto* in = static_cast<Input*>(s->opaque);
-  if (!in->policy_.allow_nested && (url == nullptr || in->path_ != url)) {
+  // An input in memory has no file of its own to reopen: every open is a nested one.
+  if (!in->policy_.allow_nested && (url == nullptr || in->path_ != url || in->memory_)) {
     in->refused_.push_back(url ? url : "");
     return AVERROR(EPERM);
   }
   return in->default_io_open_(s, pb, url, flags, options);
 }
 
-Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bool()> interrupt)
-    : path_(path), policy_(policy), interrupt_(std::move(interrupt)) {
+Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bool()> interrupt,
+             std::shared_ptr<const std::string> memory)
+    : path_(path), policy_(policy), interrupt_(std::move(interrupt)), memory_(std::move(memory)) {
   init_ffmpeg_logging();
   ctx_ = avformat_alloc_context();
   if (!ctx_) throw InputError("media: out of memory opening '" + path + "'");
@@ -126,6 +164,21 @@ Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bo
   ctx_->opaque = this;
   default_io_open_ = ctx_->io_open;
   ctx_->io_open = &Input::guarded_io_open;
+  if (memory_) {
+    constexpr int kBufferBytes = 1 << 16;
+    auto* buf = static_cast<unsigned char*>(av_malloc(kBufferBytes));
+    if (buf)
+      memory_io_ = avio_alloc_context(buf, kBufferBytes, 0, this, &Input::memory_read, nullptr,
+                                      &Input::memory_seek);
+    if (!memory_io_) {
+      av_free(buf);
+      avformat_free_context(ctx_);
+      ctx_ = nullptr;
+      throw InputError("media: out of memory opening '" + path + "'");
+    }
+    ctx_->pb = memory_io_;
+    ctx_->flags |= AVFMT_FLAG_CUSTOM_IO;
+  }
 
   AVDictionary* opts = nullptr;
   av_dict_set(&opts, "protocol_whitelist", policy.allowed_protocols.c_str(), 0);
@@ -134,13 +187,14 @@ Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bo
   int ret = avformat_open_input(&ctx_, path.c_str(), nullptr, &opts);
   av_dict_free(&opts);
   if (ret < 0) {
-    ctx_ = nullptr;  // avformat_open_input freed it
+    ctx_ = nullptr;  // avformat_open_input freed it (but not a custom AVIOContext)
+    free_memory_io();
     std::string why = av_error(ret);
     if (!refused_.empty()) {
       why += "; refused to open '" + refused_.front() +
              "' named inside the file (only the file itself may be read; set allow_nested=true "
              "to allow playlists/concat lists)";
-    } else if (ret == AVERROR(EINVAL) && !policy.allow_nested) {
+    } else if (ret == AVERROR(EINVAL) && !policy.allow_nested && !memory_) {
       std::string fmt = sniff_format(path, policy.allowed_protocols);
       if (!fmt.empty() && is_nested_demuxer(fmt.c_str())) {
         why = "it is a '" + fmt +
@@ -155,12 +209,14 @@ Input::Input(const std::string& path, const OpenPolicy& policy, std::function<bo
   ret = avformat_find_stream_info(ctx_, nullptr);
   if (ret < 0) {
     avformat_close_input(&ctx_);
+    free_memory_io();
     throw InputError("media: cannot read stream info of '" + path + "': " + av_error(ret));
   }
 }
 
 Input::~Input() {
   if (ctx_) avformat_close_input(&ctx_);
+  free_memory_io();
 }
 
 int display_rotation_ccw(const AVStream* st) {

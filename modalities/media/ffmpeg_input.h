@@ -30,8 +30,12 @@ struct OpenPolicy {
 class Input {
  public:
   // Opens `path` and reads stream info. Throws InputError naming the file and the reason
-  // (including a refused nested open or a refused playlist format).
-  Input(const std::string& path, const OpenPolicy& policy, std::function<bool()> interrupt);
+  // (including a refused nested open or a refused playlist format). With `memory`, its bytes are
+  // read instead (a custom AVIOContext) and `path` only names the input in messages; nothing else
+  // is opened (no nested opens unless policy.allow_nested, and those only under the protocol
+  // whitelist).
+  Input(const std::string& path, const OpenPolicy& policy, std::function<bool()> interrupt,
+        std::shared_ptr<const std::string> memory = nullptr);
   ~Input();
   Input(const Input&) = delete;
   Input& operator=(const Input&) = delete;
@@ -44,6 +48,9 @@ class Input {
 
  private:
   static int interrupt_cb(void* self);
+  static int memory_read(void* self, uint8_t* buf, int size);
+  static int64_t memory_seek(void* self, int64_t offset, int whence);
+  void free_memory_io();
   static int guarded_io_open(AVFormatContext* s, AVIOContext** pb, const char* url, int flags,
                              AVDictionary** options);
 
@@ -54,6 +61,9 @@ class Input {
   int (*default_io_open_)(AVFormatContext*, AVIOContext**, const char*, int,
                           AVDictionary**) = nullptr;
   std::vector<std::string> refused_;
+  std::shared_ptr<const std::string> memory_;
+  int64_t memory_pos_ = 0;
+  AVIOContext* memory_io_ = nullptr;
 };
 
 // Rotation to apply to a stream's decoded pictures so they display upright, in clockwise

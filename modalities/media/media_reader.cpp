@@ -157,7 +157,7 @@ struct MediaReader::Impl {
   void open() {
     validate();
     media_detail::OpenPolicy policy{opt.allowed_protocols, opt.allow_nested};
-    input = std::make_unique<media_detail::Input>(opt.path, policy, opt.interrupt);
+    input = std::make_unique<media_detail::Input>(opt.path, policy, opt.interrupt, opt.data);
     fmt = input->ctx();
     if (opt.rebase && fmt->start_time != AV_NOPTS_VALUE) base_us = fmt->start_time;
     start_us = static_cast<int64_t>(std::llround(opt.start * 1e6));
@@ -206,6 +206,14 @@ struct MediaReader::Impl {
     ctx->pkt_timebase = st->time_base;
     ctx->thread_count = opt.threads;
     ctx->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+    // The decoder refuses pictures above the cap before allocating them (a header may claim any
+    // size); convert_video checks again for what reaches us.
+    ctx->max_pixels = kMaxFramePixels;
+    if (st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO &&
+        int64_t(st->codecpar->width) * st->codecpar->height > kMaxFramePixels)
+      fail("the video stream claims " + std::to_string(st->codecpar->width) + "x" +
+           std::to_string(st->codecpar->height) + " pixels, more than the limit of " +
+           std::to_string(kMaxFramePixels) + " per frame");
     ret = avcodec_open2(ctx.get(), codec, nullptr);
     if (ret < 0) {
       fail(std::string("cannot open the ") + kind + " decoder '" + codec->name +
@@ -414,6 +422,9 @@ struct MediaReader::Impl {
 
   cv::Mat convert_video() {
     int w = frame->width, h = frame->height;
+    if (w <= 0 || h <= 0 || int64_t(w) * h > kMaxFramePixels)
+      fail("a decoded frame is " + std::to_string(w) + "x" + std::to_string(h) +
+           " pixels (outside 1.." + std::to_string(kMaxFramePixels) + " per frame)");
     int ow, oh;
     output_size(w, h, ow, oh);
     bool full = frame->color_range == AVCOL_RANGE_JPEG;

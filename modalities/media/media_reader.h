@@ -12,8 +12,16 @@
 
 namespace omni {
 
+// The largest video frame decoded (pixels, e.g. 8192 x 8192): a file claiming more is an
+// InputError before the decoder allocates it.
+inline constexpr int64_t kMaxFramePixels = int64_t{1} << 26;
+
 struct MediaReaderOptions {
   std::string path;
+  // When set, the media is these bytes (read through a custom AVIOContext) and `path` only names
+  // it in messages. Nothing else is opened; allowed_protocols / allow_nested still govern any
+  // resource the data names.
+  std::shared_ptr<const std::string> data = nullptr;
   bool video = true;  // decode and emit video frames
   bool audio = true;  // decode and emit audio chunks
   double fps = 0;     // sample frames to at most this rate (0 = every frame)

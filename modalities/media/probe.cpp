@@ -21,7 +21,8 @@ double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
 }  // namespace
 
 nlohmann::json probe_media(const std::string& path, const ProbeOptions& options) {
-  media_detail::Input in(path, {options.allowed_protocols, options.allow_nested}, nullptr);
+  media_detail::Input in(path, {options.allowed_protocols, options.allow_nested}, nullptr,
+                         options.data);
   const AVFormatContext* fmt = in.ctx();
   nlohmann::json j;
   j["path"] = path;

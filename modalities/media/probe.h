@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <string>
 
 namespace omni {
@@ -11,6 +12,8 @@ namespace omni {
 struct ProbeOptions {
   std::string allowed_protocols = "file,pipe";
   bool allow_nested = false;  // see MediaReaderOptions::allow_nested
+  // When set, these bytes are probed and `path` only names them (see MediaReaderOptions::data).
+  std::shared_ptr<const std::string> data = nullptr;
 };
 
 // {"path", "format", "duration_s", "streams": [{"index", "type", "codec", "width", "height",

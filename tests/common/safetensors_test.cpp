@@ -1,6 +1,7 @@
 // safetensors reader/writer and load_weights: round trips, a file written by the Python library,
 // and one test per kind of malformed file (each must give a clear InputError, never a crash).
 #include "modalities/common/safetensors.h"
+#include "modalities/common/safetensors_header.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -156,6 +157,34 @@ TEST_F(SafetensorsTest, TruncatedHeader) {
 
 TEST_F(SafetensorsTest, HugeHeaderLength) {
   expect_error(raw("h", "{}", 0, uint64_t(1) << 62), "exceeds the bound");
+}
+
+// Limits instead of trust: a header claiming a 100 GB tensor in a small file is refused from the
+// header alone (no allocation or read of what it claims); so is the same claim with the shape
+// and the offsets disagreeing, and a shape whose element count overflows 64 bits.
+TEST_F(SafetensorsTest, Claimed100GBTensorIsRefusedFromTheHeader) {
+  expect_error(raw("big",
+                   R"({"w":{"dtype":"F32","shape":[25000000000],)"
+                   R"("data_offsets":[0,100000000000]}})",
+                   64),
+               "outside the data region of 64 bytes");
+  expect_error(
+      raw("big2", R"({"w":{"dtype":"F32","shape":[25000000000],"data_offsets":[0,64]}})", 64),
+      "needs 100000000000 bytes but data_offsets give 64");
+  expect_error(raw("big3",
+                   R"({"w":{"dtype":"F64","shape":[4294967296,4294967296,16],)"
+                   R"("data_offsets":[0,64]}})",
+                   64),
+               "more than 2^64");
+  // The same through the byte-level parser that SafeTensorsFile uses (and fuzz_safetensors runs).
+  const std::string h =
+      R"({"w":{"dtype":"BF16","shape":[50000000000],"data_offsets":[0,100000000000]}})";
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((uint64_t(h.size()) >> (8 * i)) & 0xff);
+  file += h + std::string(16, '\0');
+  EXPECT_THROW(parse_safetensors_header(reinterpret_cast<const unsigned char*>(file.data()),
+                                        file.size(), "mem"),
+               InputError);
 }
 
 TEST_F(SafetensorsTest, BadJson) {

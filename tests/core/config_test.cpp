@@ -78,6 +78,21 @@ TEST(Yaml, SetOverridesParams) {
   EXPECT_HAS(yaml_error(kGood, {"src.count"}), "NODE.PARAM=VALUE");
 }
 
+// Limits instead of trust: a graph of 10^6 nodes is refused by the size cap before YAML parses it;
+// one that reaches many nodes in few bytes (YAML aliases) by the node cap before any is built.
+// A regression would spend gigabytes in yaml-cpp and the builder (ctest's timeout catches it).
+TEST(Yaml, MillionNodeGraphIsRefused) {
+  std::string big = "graph:\n  nodes:\n";
+  for (int i = 0; i < 1'000'000; ++i)
+    big += "    - {name: n" + std::to_string(i) + ", type: PassThrough}\n";
+  EXPECT_HAS(yaml_error(big), "more than the limit");
+  std::string aliases = "graph:\n  nodes:\n    - &n {name: a, type: PassThrough}\n";
+  for (size_t i = 0; i < kMaxGraphNodes + 1; ++i) aliases += "    - *n\n";
+  ASSERT_LT(aliases.size(), kMaxGraphFileBytes);
+  const std::string m = yaml_error(aliases);
+  EXPECT_HAS(m, "nodes, more than the limit of " + std::to_string(kMaxGraphNodes));
+}
+
 TEST(Yaml, SyntaxErrorHasLineAndColumn) {
   const std::string m = yaml_error("graph:\n  nodes:\n    - name: a\n      type: [oops\n");
   EXPECT_HAS(m, "YAML syntax error");

@@ -81,6 +81,37 @@ TEST(Manifest, LinesKeepTheirIndexAndBadLinesBecomeErrors) {
   EXPECT_THROW(read_manifest_lines((dir / "absent.jsonl").string()), InputError);
 }
 
+// Found by fuzz_manifest: a line that is not JSON because of an invalid UTF-8 byte gave an error
+// message quoting that byte, and writing its error record threw nlohmann's type_error.
+TEST(Manifest, ErrorRecordsOfInvalidUtf8LinesAreValidJson) {
+  const ManifestItem item = parse_manifest_item(2,
+                                                "{\"k\": \xab"
+                                                "3, \"cost_ms\": 5}");
+  EXPECT_NE(item.error.find("line 3 is not JSON"), std::string::npos) << item.error;
+  EXPECT_NE(item.error.find("\\xab"), std::string::npos) << item.error;
+  std::string dumped;
+  EXPECT_NO_THROW(dumped = error_record(item.index, item.error).dump());
+  EXPECT_NO_THROW(error_record(0, "bad \xff\xfe bytes \xe2\x82").dump());
+  EXPECT_EQ(error_record(0, "caf\xc3\xa9 \xf0\x9f\x99\x82")["error"],
+            "caf\xc3\xa9 \xf0\x9f\x99\x82");
+}
+
+TEST(Manifest, OverlongLineIsRefusedWithoutBufferingIt) {
+  std::istringstream ok("{\"a\": 1}\r\n\n   \n{\"b\": 2}");
+  const auto lines = read_manifest_lines(ok, "mem");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].text, "{\"a\": 1}");
+  EXPECT_EQ(lines[1].index, 3);
+  std::istringstream big("{}\n" + std::string(kMaxManifestLineBytes + 1, 'x') + "\n{}\n");
+  try {
+    read_manifest_lines(big, "mem");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("line 2 is longer than the limit"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Manifest, NodesWithoutAFeedWriteOneRecordPerLine) {
   const auto dir = test_dir("nodes");
   const auto m = write_manifest(dir, 3);

@@ -92,6 +92,62 @@ TEST_F(ImageFiles, ExifOrientationIsApplied) {
   EXPECT_GT(tl[2], 200);
 }
 
+TEST_F(ImageFiles, DecodesFromMemoryAsFromAFile) {
+  std::vector<uchar> jpg = jpeg_with_orientation(quarter_picture(), 6);
+  std::ofstream(path("exif6.jpg"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpg.data()), std::streamsize(jpg.size()));
+  const cv::Mat from_file = load_image_rgb(path("exif6.jpg"));
+  const cv::Mat from_memory =
+      decode_image_rgb(std::string(jpg.begin(), jpg.end()), "exif6 in memory");
+  ASSERT_EQ(from_memory.size(), from_file.size());  // EXIF orientation applied as well
+  EXPECT_EQ(cv::norm(from_memory, from_file, cv::NORM_INF), 0);
+  EXPECT_THROW(decode_image_rgb("", "empty"), InputError);
+  try {
+    decode_image_rgb(std::string("\x89PNG\r\n\x1a\n junk"), "junk.png");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("junk.png"), std::string::npos) << e.what();
+  }
+}
+
+// Found by fuzz_image: a 32-byte PGM header claiming 246555 x 3226 pixels made OpenCV allocate
+// 2.4 GB. Headers claiming more than kMaxImagePixels are refused before decoding, in memory and
+// from files, for each format whose header gives the size plainly.
+TEST_F(ImageFiles, HeadersClaimingHugePicturesAreRefused) {
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16 & 0xff), char(v >> 8 & 0xff), char(v & 0xff)};
+  };
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"fuzz.pgm", std::string("P5\n246555\n3226P53\xfb\xfb\xfb"
+                               "5\n2526\x14\x14"
+                               "56\x14\x14")},
+      {"big.ppm", "P6 # comment\n 100000 100000\n255\n"},
+      {"esc.pgm",
+       "P5\n246555\x1b"
+       "3226\n255\n"},  // any control byte separates numbers
+      {"big.pam", "P7\nWIDTH 70000\nHEIGHT 70000\nDEPTH 3\nMAXVAL 255\nENDHDR\n"},
+      {"big.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) + be32(60000) + be32(60000) +
+                      std::string("\x08\x02\0\0\0", 5)},
+      {"big.jpg",
+       std::string("\xff\xd8\xff\xc0\x00\x11\x08\xff\xf0\xff\xf0\x03", 12) + std::string(16, '\0')},
+      {"big.bmp", std::string("BM", 2) + std::string(12, '\0') + std::string("\x28\0\0\0", 4) +
+                      std::string("\x60\xea\0\0\x60\xea\0\0", 8) + std::string(8, '\0')},
+      {"big.hdr", "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 50000 +X 50000\n"},
+  };
+  // Found by fuzz_image in the header reading itself: a RIFF file shorter than a WebP header.
+  EXPECT_THROW(decode_image_rgb("RIFF", "short.webp"), InputError);
+  for (const auto& [name, bytes] : files) {
+    try {
+      decode_image_rgb(bytes, name);
+      ADD_FAILURE() << name << ": no error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("more than the limit"), std::string::npos) << e.what();
+    }
+    std::ofstream(path(name), std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+    EXPECT_THROW(load_image_rgb(path(name)), InputError) << name;
+  }
+}
+
 TEST_F(ImageFiles, FolderListingIsSortedAndFiltered) {
   cv::Mat bgr = quarter_picture();
   for (const char* name : {"b.png", "a.jpg", "c.PNG", "10.png"}) cv::imwrite(path(name), bgr);

@@ -7,9 +7,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
+#include "modalities/media/probe.h"
 #include "tests/media/media_test_util.h"
 
 namespace omni {
@@ -154,6 +158,55 @@ TEST(MediaReader, AudioOnlyAndVideoOnly) {
   EXPECT_TRUE(d.chunks.empty());
   EXPECT_EQ(d.frames[0].rgb.cols, 321);  // odd size kept
   EXPECT_EQ(d.frames[0].rgb.rows, 241);
+}
+
+// MediaReader and probe over bytes in memory (a custom AVIOContext) give what the file gives.
+TEST(MediaReader, ReadsFromMemoryAsFromTheFile) {
+  MediaReaderOptions o;
+  o.path = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/qwen_processor/clip_64x48.mp4";
+  const Decoded from_file = decode(o);
+  std::ifstream f(o.path, std::ios::binary);
+  auto bytes = std::make_shared<const std::string>(std::istreambuf_iterator<char>(f),
+                                                   std::istreambuf_iterator<char>());
+  o.data = bytes;
+  o.path = "clip in memory";
+  const Decoded from_memory = decode(o);
+  ASSERT_FALSE(from_file.frames.empty());
+  ASSERT_EQ(from_memory.frames.size(), from_file.frames.size());
+  for (size_t i = 0; i < from_file.frames.size(); ++i) {
+    EXPECT_EQ(from_memory.frames[i].pts_us, from_file.frames[i].pts_us);
+    EXPECT_EQ(cv::norm(from_memory.frames[i].rgb, from_file.frames[i].rgb, cv::NORM_INF), 0);
+  }
+  ProbeOptions po;
+  po.data = bytes;
+  const nlohmann::json j = probe_media("clip in memory", po);
+  EXPECT_EQ(j["path"], "clip in memory");
+  EXPECT_FALSE(j["streams"].empty());
+  // Not media: an InputError naming the input.
+  o.data = std::make_shared<const std::string>("not a media file at all");
+  try {
+    MediaReader r(o);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("clip in memory"), std::string::npos) << e.what();
+  }
+}
+
+// A stream header claiming a frame bigger than kMaxFramePixels is refused before any decoding.
+TEST(MediaReader, HugeClaimedFrameSizeIsRefused) {
+  MediaReaderOptions o;
+  o.path = "huge.y4m";
+  o.data = std::make_shared<const std::string>(
+      "YUV4MPEG2 W10000 H10000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + std::string(64, '\x80'));
+  try {
+    MediaReader r(o);
+    MediaReader::Item item;
+    while (r.next(item)) {
+    }
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than the limit"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MediaReader, ExactRateChannelsAndSignal) {

@@ -243,6 +243,18 @@ TEST(Jinja, LimitsAreClearErrors) {
   EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", ojson::object(), lim)
                 .find("limit"),
             std::string::npos);
+  // with the default limits, templates that recurse forever (directly, mutually, through a
+  // filter, with growing arguments) end with an InputError, not a stack overflow or unbounded
+  // memory
+  for (const char* forever :
+       {"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        "{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}",
+        "{% macro f(s) %}{{ f(s ~ s) }}{% endmacro %}{{ f('x') }}",
+        "{% macro f(l) %}{{ [l, l] | map('string') | list | length }}{{ f([l, l]) }}{% endmacro %}"
+        "{{ f([1]) }}"}) {
+    const std::string m = error_of(forever);
+    EXPECT_NE(m.find("limit"), std::string::npos) << forever << " -> " << m;
+  }
   // long left-nested chains count as nesting too (their trees are as deep as they are long)
   std::string chain = "{{ 1";
   for (int i = 0; i < 5000; ++i) chain += " + 1";

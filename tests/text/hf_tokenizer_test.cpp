@@ -364,6 +364,20 @@ TEST(HfTokenizerLimits, OversizedFilesAreRejectedBeforeReading) {
   expect_error(d.str(), {"tokenizer.json", "more than the limit"});
 }
 
+// A tokenizer.json that holds 10^9 merges ("a b" entries, at least 6 GB) is refused by its size
+// before a byte of it is read or parsed: the file here is sparse (its head is a real tokenizer
+// header, the rest a hole), so a regression that read it would allocate gigabytes and time out.
+TEST(HfTokenizerLimits, BillionMergesFileIsRefusedBeforeReading) {
+  ScratchDir d;
+  {
+    std::ofstream f(d.path() / "tokenizer.json", std::ios::binary | std::ios::trunc);
+    f << R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b")";
+  }
+  fs::resize_file(d.path() / "tokenizer.json", std::uintmax_t{1'000'000'000} * 6 + 64);
+  expect_error(d.str(), {"tokenizer.json", "more than the limit"});
+  EXPECT_THROW(Tokenizer::from_file((d.path() / "tokenizer.json").string()), InputError);
+}
+
 TEST(HfTokenizerLimits, HugeIdsCostNothing) {
   // One token at the largest id: the table must not grow to 2^31 entries.
   const auto t = Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0,

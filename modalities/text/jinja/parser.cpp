@@ -15,8 +15,7 @@ const std::set<std::string> kUnsupportedTags = {
 
 class Parser {
  public:
-  Parser(std::vector<Token> toks, const std::string& src, const Limits& limits)
-      : t_(std::move(toks)), src_(src), limits_(limits) {}
+  Parser(std::vector<Token> toks, const Limits& limits) : t_(std::move(toks)), limits_(limits) {}
 
   NodeP parse_template() {
     NodeP body = subparse({});
@@ -741,7 +740,6 @@ class Parser {
 
   std::vector<Token> t_;
   std::size_t i_ = 0;
-  const std::string& src_;
   const Limits& limits_;
   int depth_ = 0;
   int loop_depth_ = 0;
@@ -877,7 +875,7 @@ Parsed parse(const std::string& source, const Limits& limits, const std::string&
     if (src[i] == '\n') out.line_starts.push_back(i + 1);
   }
   try {
-    Parser p(lex(src), src, limits);
+    Parser p(lex(src), limits);
     out.root = p.parse_template();
   } catch (const SyntaxAt& e) {
     auto [l, c] = line_col(out.line_starts, src, e.offset);

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Seeds for the fuzz corpora, from the test fixtures (plus a few tiny media files made with the
+# ffmpeg CLI). scripts/fuzz --seed-corpus merges them into fuzz/corpus/<target>/ (-merge=1 keeps
+# only inputs that add coverage). Usage: fuzz/make_seeds.sh OUT_DIR
+set -euo pipefail
+out=${1:?usage: fuzz/make_seeds.sh OUT_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+for t in graph_yaml manifest chat_template tokenizer safetensors checkpoint media wav image; do
+  mkdir -p "$out/fuzz_$t"
+done
+
+# YAML graphs.
+for f in examples/graphs/*.yaml tests/core/data/*.yaml tests/consumer/scale.yaml; do
+  cp "$f" "$out/fuzz_graph_yaml/$(basename "$f")"
+done
+
+# Manifests.
+cp tests/dist/data/manifest.jsonl "$out/fuzz_manifest/"
+printf '{"file": "a.mp4", "question": "what?"}\r\n\n  \n{"file": 3}\nnot json\n[1, 2]\n{"x": "\\u00e9"}' \
+  >"$out/fuzz_manifest/mixed.jsonl"
+
+# Chat templates: each template with one of its conversations (TEMPLATE \0 JSON).
+python3 - "$out/fuzz_chat_template" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+d = json.load(open("tests/fixtures/text/chat_template_cases.json"))
+tdir = pathlib.Path("tests/fixtures/text/chat_templates")
+for key, t in d["templates"].items():
+    tmpl = (tdir / t["file"]).read_bytes()
+    for i, c in enumerate(t["cases"][:2]):
+        conv = {"messages": c["messages"], "add_generation_prompt": c.get("add_generation_prompt", False)}
+        for k in ("tools", "documents"):
+            if c.get(k) is not None: conv[k] = c[k]
+        (out / f"{key}_{i}").write_bytes(tmpl + b"\0" + json.dumps(conv, ensure_ascii=False).encode())
+snippets = [
+    "{% for m in messages %}{{ loop.index }}:{{ m.role|upper }}{% if not loop.last %},{% endif %}{% endfor %}",
+    "{%- set ns = namespace(n=0) -%}{% for x in range(5) %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}",
+    "{% macro f(a, b=2) %}{{ a ~ b }}{% endmacro %}{{ f(1) }}{{ f(b=3, a='x') }}",
+    "{{ messages | tojson(indent=2) }}{{ 'a b c'.split() | join('-') }}{{ [3,1,2]|sort|list }}",
+    "{% raw %}{{ x }}{% endraw %}{# c #}{{ 7 // 2 }}{{ -7 % 3 }}{{ 2 ** 10 }}{{ 'x' * 3 }}",
+    "{% for a, b in {'k': 1}.items() if b %}{{ a }}{% else %}none{% endfor %}{{ raise_exception('no') if false }}",
+]
+for i, s in enumerate(snippets):
+    (out / f"snippet_{i}").write_bytes(s.encode() + b"\0" + b'[{"role": "user", "content": "hi"}]')
+PY
+
+# Tokenizers: TOKENIZER.JSON \0 TOKENIZER_CONFIG.JSON \0 TEXT.
+text='Hello wörld 🙂 <|im_start|>user\n  12345 <|image_pad|> tabs\tand CRLF\r\n'
+for d in tests/fixtures/hf/qwen2_5_omni_tokenizer tests/fixtures/hf/qwen2_5_omni_tokenizer_variant; do
+  { cat "$d/tokenizer.json"; printf '\0'; cat "$d/tokenizer_config.json"; printf '\0%b' "$text"; } \
+    >"$out/fuzz_tokenizer/$(basename "$d")"
+done
+for f in tests/fixtures/text/gpt2_tokenizer.json tests/fixtures/text/qwen2_tokenizer.json; do
+  { cat "$f"; printf '\0\0%b' "$text"; } >"$out/fuzz_tokenizer/$(basename "$f" .json)"
+done
+
+# safetensors: the fixtures, and shards cut to their header plus a few tensors.
+cp tests/fixtures/fusion/python_written.safetensors "$out/fuzz_safetensors/"
+python3 - "$out/fuzz_safetensors" <<'PY'
+import json, pathlib, struct, sys
+out = pathlib.Path(sys.argv[1])
+for f in sorted(pathlib.Path("tests/fixtures/hf/qwen2_5_omni_tiny").glob("*.safetensors"))[:1] + \
+         [pathlib.Path("tests/fixtures/e2e/shapes_voices_parity.safetensors")]:
+    b = f.read_bytes()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    keep = {k: v for k, v in h.items() if k == "__metadata__"}
+    items = sorted((v["data_offsets"][0], k, v) for k, v in h.items() if k != "__metadata__")
+    data = b""
+    for _, k, v in items[:6]:
+        lo, hi = v["data_offsets"]
+        if hi - lo > 4096: continue
+        keep[k] = dict(v, data_offsets=[len(data), len(data) + hi - lo])
+        data += b[8 + n + lo:8 + n + hi]
+    hj = json.dumps(keep).encode()
+    hj += b" " * ((8 - (8 + len(hj)) % 8) % 8)
+    (out / (f.stem + "_cut")).write_bytes(struct.pack("<Q", len(hj)) + hj + data)
+PY
+
+# Checkpoint JSON: CONFIG \0 INDEX \0 GENERATION_CONFIG.
+c=tests/fixtures/hf/qwen2_5_omni_tiny
+{ cat $c/config.json; printf '\0'; cat $c/model.safetensors.index.json; printf '\0'; cat $c/generation_config.json; } \
+  >"$out/fuzz_checkpoint/qwen2_5_omni_tiny"
+printf '{"architectures": ["Qwen2ForCausalLM"], "tie_word_embeddings": true, "eos_token_id": [1, 2], "num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2}\0{"metadata": {"total_size": 8}, "weight_map": {"model.embed_tokens.weight": "a.safetensors", "lm_head.weight": "b.safetensors"}}\0' \
+  >"$out/fuzz_checkpoint/qwen2_small"
+
+# Media: the fixture clip and tiny files of common containers and codecs.
+cp tests/fixtures/qwen_processor/clip_64x48.mp4 "$out/fuzz_media/"
+ff() { ffmpeg -v error -nostdin -y "$@"; }
+src_v=(-f lavfi -i "testsrc=size=32x24:rate=10:duration=0.3")
+src_a=(-f lavfi -i "sine=frequency=440:sample_rate=8000:duration=0.3")
+ff "${src_v[@]}" "${src_a[@]}" -c:v mpeg4 -c:a pcm_s16le -shortest "$out/fuzz_media/mpeg4_pcm.avi"
+ff "${src_v[@]}" "${src_a[@]}" -c:v libvpx -c:a libvorbis -shortest "$out/fuzz_media/vp8_vorbis.webm" || true
+ff "${src_v[@]}" -c:v libx264 -pix_fmt yuv420p -metadata:s:v rotate=90 "$out/fuzz_media/h264_rot.mp4" || true
+ff "${src_v[@]}" -c:v mjpeg "$out/fuzz_media/mjpeg.mkv"
+ff "${src_v[@]}" -vf format=rgb8 -c:v gif "$out/fuzz_media/anim.gif"
+ff "${src_a[@]}" -c:a flac "$out/fuzz_media/tone.flac"
+ff "${src_a[@]}" -c:a libmp3lame "$out/fuzz_media/tone.mp3" || true
+ff "${src_a[@]}" -c:a aac "$out/fuzz_media/tone.m4a"
+
+# WAV / PCM.
+for codec in pcm_s16le pcm_u8 pcm_f32le pcm_s24le pcm_mulaw adpcm_ms adpcm_ima_wav; do
+  ff -f lavfi -i "sine=frequency=300:sample_rate=8000:duration=0.05" -ac 2 -c:a $codec \
+    "$out/fuzz_wav/$codec.wav"
+done
+ff -f lavfi -i "sine=frequency=300:sample_rate=22050:duration=0.05" -c:a pcm_s16le -rf64 always \
+  "$out/fuzz_wav/rf64.wav"
+
+# Images: the small fixtures and one tiny image per format OpenCV decodes.
+cp tests/fixtures/image/edges.png "$out/fuzz_image/"
+for ext in png jpg bmp tiff webp ppm pgm; do
+  ff -f lavfi -i "testsrc=size=12x8:duration=0.1" -frames:v 1 "$out/fuzz_image/tiny.$ext" || true
+done
+ff -f lavfi -i "testsrc=size=12x8:duration=0.1" -frames:v 1 -pix_fmt rgba "$out/fuzz_image/rgba.png"
+ff -f lavfi -i "testsrc=size=12x8:duration=0.1" -frames:v 1 -pix_fmt gray16be "$out/fuzz_image/gray16.png"
