@@ -75,6 +75,7 @@ void VisionTowerOptions::validate() const {
          "quick_gelu)");
   if (!(rope_theta > 0)) fail("rope_theta must be positive");
   if (!(rms_norm_eps > 0)) fail("rms_norm_eps must be positive");
+  if (attention_chunk_bytes <= 0) fail("attention_chunk_bytes must be positive");
 }
 
 VisionTowerOptions VisionTowerOptions::from_config(const nlohmann::json& c) {
@@ -244,7 +245,8 @@ at::Tensor VisionRmsNormImpl::forward(const at::Tensor& x) {
   return weight * (xf * at::rsqrt(var + eps)).to(x.scalar_type());
 }
 
-VisionAttentionImpl::VisionAttentionImpl(int64_t dim, int64_t heads_) : heads(heads_) {
+VisionAttentionImpl::VisionAttentionImpl(int64_t dim, int64_t heads_, int64_t chunk_bytes_)
+    : heads(heads_), chunk_bytes(chunk_bytes_) {
   q = register_module("q", torch::nn::Linear(dim, dim));
   k = register_module("k", torch::nn::Linear(dim, dim));
   v = register_module("v", torch::nn::Linear(dim, dim));
@@ -267,8 +269,22 @@ at::Tensor VisionAttentionImpl::forward(const at::Tensor& x, const VisionAttenti
     return r.view({plan.segments, plan.max_len, heads, dh}).transpose(1, 2);
   };
   const at::Tensor qh = split(rope(q(x))), kh = split(rope(k(x))), vh = split(v(x));
-  at::Tensor o = omni::attention(qh, kh, vh, plan.uniform ? at::Tensor() : plan.key_mask,
-                                 /*causal=*/false);
+  const at::Tensor mask = plan.uniform ? at::Tensor() : plan.key_mask;
+  // Queries in chunks so that one chunk's scores [S, H, chunk, max_len] (float32) stay within
+  // attention_chunk_bytes: every query row is independent, so the result is the same.
+  const int64_t per_query = plan.segments * heads * plan.max_len * 4;
+  const int64_t chunk = std::max<int64_t>(
+      1, std::min<int64_t>(plan.max_len, chunk_bytes / std::max<int64_t>(1, per_query)));
+  at::Tensor o;
+  if (chunk >= plan.max_len) {
+    o = omni::attention(qh, kh, vh, mask, /*causal=*/false);
+  } else {
+    std::vector<at::Tensor> parts;
+    for (int64_t s = 0; s < plan.max_len; s += chunk)
+      parts.push_back(omni::attention(qh.slice(2, s, std::min(plan.max_len, s + chunk)), kh, vh,
+                                      mask, /*causal=*/false));
+    o = at::cat(parts, 2);
+  }
   o = o.transpose(1, 2).reshape({plan.segments * plan.max_len, dim});
   if (!plan.uniform) o = o.index_select(0, plan.real);
   return proj(o);
@@ -287,7 +303,8 @@ at::Tensor VisionMlpImpl::forward(const at::Tensor& x) {
 VisionBlockImpl::VisionBlockImpl(const VisionTowerOptions& o) {
   norm1 = register_module("norm1", VisionRmsNorm(o.hidden_size, o.rms_norm_eps));
   norm2 = register_module("norm2", VisionRmsNorm(o.hidden_size, o.rms_norm_eps));
-  attn = register_module("attn", VisionAttention(o.hidden_size, o.num_heads));
+  attn =
+      register_module("attn", VisionAttention(o.hidden_size, o.num_heads, o.attention_chunk_bytes));
   mlp = register_module("mlp", VisionMlp(o.hidden_size, o.intermediate_size, o.hidden_act));
 }
 

@@ -39,6 +39,10 @@ struct VisionTowerOptions {
   std::string hidden_act = "silu";  // the blocks' MLP: silu, gelu, gelu_pytorch_tanh, quick_gelu
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-6;  // fixed in transformers (not read from the config)
+  // Not a model setting: attention runs over query chunks whose float32 scores stay within this
+  // many bytes (a frame of a large image in a full-attention block would otherwise need
+  // heads * patches^2 * 4 bytes at once). Results do not depend on it.
+  int64_t attention_chunk_bytes = int64_t{256} << 20;
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   int64_t patch_dim() const { return in_channels * temporal_patch_size * patch_size * patch_size; }
@@ -95,11 +99,11 @@ struct VisionAttentionPlan {
 
 class VisionAttentionImpl : public torch::nn::Module {
  public:
-  VisionAttentionImpl(int64_t dim, int64_t heads);
+  VisionAttentionImpl(int64_t dim, int64_t heads, int64_t chunk_bytes = int64_t{256} << 20);
   // x [L, dim] (window order); cos/sin [L, head_dim] float32.
   at::Tensor forward(const at::Tensor& x, const VisionAttentionPlan& segments,
                      const at::Tensor& cos, const at::Tensor& sin);
-  int64_t heads;
+  int64_t heads, chunk_bytes;
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, proj{nullptr};
 };
 TORCH_MODULE(VisionAttention);

@@ -159,6 +159,18 @@ TEST(QwenVisionTower, SharpAttentionMatchesTransformers) {
   EXPECT_LE(err, kTolF32);
 }
 
+TEST(QwenVisionTower, QueryChunkedAttentionGivesTheSameRows) {
+  VisionTowerOptions o = tiny_options();
+  o.attention_chunk_bytes = 1;  // one query row at a time
+  VisionTower t = load_tower(o);
+  for (const std::string& c : kCases)
+    EXPECT_LE(max_abs(run(t, c), get(c + ".output")), kTolF32) << c;
+  o.attention_chunk_bytes = 2 * 16 * 64 * 4 * 3;  // chunks of 3 rows (not dividing 16 or 64)
+  VisionTower t3 = load_tower(o);
+  for (const std::string& c : kCases)
+    EXPECT_LE(max_abs(run(t3, c), get(c + ".output")), kTolF32) << c;
+}
+
 TEST(QwenVisionTower, BlocksOutputMatchesTransformersInWindowOrder) {
   VisionTower t = load_tower(tiny_options());
   c10::NoGradGuard ng;
