@@ -10,9 +10,10 @@ norms near 1 and biases near 0 but every element perturbed), written as transfor
 Qwen2_5OmniForConditionalGeneration checkpoint: `thinker.`-prefixed names, shards of --shard-gb
 plus model.safetensors.index.json, config.json and generation_config.json. The talker and
 token2wav (speech output) are not written: omnipipe does not load them, and they would only cost
-disk. Tokenizer, chat template and preprocessor config are copied from --tokenizer-dir (default:
-the committed Qwen2.5-Omni tokenizer fixture, whose special tokens have the real ids; its BPE is
-small, so text is tokenized differently from the real model but every id is in range).
+disk. The tokenizer is copied from --tokenizer-dir (default: the committed Qwen2.5-Omni tokenizer
+fixture, whose special tokens have the real ids; its BPE is small, so text is tokenized
+differently from the real model but every id is in range); the chat template and preprocessor
+config from --processor-dir (default: the e2e fixture, which has the real model's).
 
 Tensor names and shapes come from transformers itself (the thinker built on the meta device, so
 no memory is used), and transformers' hub name mapping is checked against the tiny fixture's
@@ -95,8 +96,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer-dir",
                     default=os.path.join(ROOT, "tests/fixtures/hf/qwen2_5_omni_tokenizer"))
-    ap.add_argument("--extra-dir", action="append", default=[],
-                    help="copy chat_template / preprocessor files from this directory too")
+    ap.add_argument("--processor-dir",
+                    default=os.path.join(ROOT, "tests/fixtures/hf/qwen2_5_omni_e2e"),
+                    help="chat template and preprocessor config come from here (the real model's)")
     args = ap.parse_args()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
 
@@ -162,10 +164,11 @@ def main():
     with open(os.path.join(args.out, "generation_config.json"), "w") as f:
         json.dump({"eos_token_id": [151645, 151643], "pad_token_id": 151643,
                    "do_sample": False}, f, indent=2)
-    for d in [args.tokenizer_dir] + args.extra_dir:
+    for d, prefixes in ((args.tokenizer_dir, ("tokenizer", "special_tokens", "vocab", "merges")),
+                        (args.processor_dir, ("chat_template", "preprocessor_config",
+                                              "video_preprocessor_config"))):
         for f in os.listdir(d):
-            if f.startswith(("tokenizer", "chat_template", "preprocessor_config",
-                             "video_preprocessor_config", "special_tokens", "vocab", "merges")):
+            if f.startswith(prefixes):
                 shutil.copy(os.path.join(d, f), os.path.join(args.out, f))
     with open(os.path.join(args.out, "README.md"), "w") as f:
         f.write(f"Random-weight Qwen2.5-Omni-{args.size.upper()}-shaped thinker ({args.dtype}), "
