@@ -11,9 +11,8 @@
 
 namespace omni {
 
-int64_t pick_token(const at::Tensor& logits_in, const DecodeOptions& opts, at::Generator& gen) {
+at::Tensor filter_logits(const at::Tensor& logits_in, const DecodeOptions& opts) {
   at::Tensor logits = logits_in.detach().reshape({-1}).to(at::kCPU, at::kFloat);
-  if (opts.greedy) return logits.argmax().item<int64_t>();
   if (opts.temperature <= 0) throw ConfigError("decoding: temperature must be > 0 when sampling");
   logits = logits / opts.temperature;
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -30,7 +29,13 @@ int64_t pick_token(const at::Tensor& logits_in, const DecodeOptions& opts, at::G
     sorted = sorted.masked_fill(drop, neg_inf);
     logits = at::full_like(logits, neg_inf).scatter(0, order, sorted);
   }
-  at::Tensor probs = at::softmax(logits, 0);
+  return logits;
+}
+
+int64_t pick_token(const at::Tensor& logits_in, const DecodeOptions& opts, at::Generator& gen) {
+  if (opts.greedy)
+    return logits_in.detach().reshape({-1}).to(at::kCPU, at::kFloat).argmax().item<int64_t>();
+  at::Tensor probs = at::softmax(filter_logits(logits_in, opts), 0);
   return at::multinomial(probs, 1, /*replacement=*/false, gen).item<int64_t>();
 }
 

@@ -25,6 +25,11 @@ struct DecodeOptions {
   std::vector<int64_t> stop_tokens;  // generation ends after emitting one (it is not returned)
 };
 
+// The sampling filters on one row of logits [V] (any device), as transformers' warpers apply them
+// (temperature, then top-k, then top-p): float32 CPU logits / temperature with filtered-out
+// tokens at -inf. Ignores opts.greedy.
+at::Tensor filter_logits(const at::Tensor& logits, const DecodeOptions& opts);
+
 // Picks the next token from one row of logits [V] (any device). `gen` must be a CPU generator.
 int64_t pick_token(const at::Tensor& logits, const DecodeOptions& opts, at::Generator& gen);
 

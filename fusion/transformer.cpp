@@ -42,7 +42,8 @@ void KVCache::truncate(int64_t n) {
       if (t.defined() && t.size(2) > n) t = t.slice(2, 0, n);
 }
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool weight_after_cast_)
+    : eps(eps_), weight_after_cast(weight_after_cast_) {
   weight = register_parameter("weight", at::ones({dim}));
 }
 
@@ -51,11 +52,20 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor xf = x.to(compute);
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  if (weight_after_cast) return weight * y.to(x.scalar_type());
   return (y * weight.to(compute)).to(x.scalar_type());
 }
 
 MultiAxisRotary::MultiAxisRotary(int64_t head_dim, std::vector<int64_t> sections, double theta)
     : head_dim_(head_dim), sections_(std::move(sections)), theta_(theta) {}
+
+MultiAxisRotary::MultiAxisRotary(int64_t head_dim, std::vector<int64_t> sections,
+                                 at::Tensor inv_freq)
+    : head_dim_(head_dim), sections_(std::move(sections)), theta_(0), inv_freq_(inv_freq) {
+  if (!inv_freq_.defined() || inv_freq_.dim() != 1 || inv_freq_.size(0) != head_dim / 2)
+    throw ConfigError(
+        "MultiAxisRotary: inv_freq must be [head_dim / 2 = " + std::to_string(head_dim / 2) + "]");
+}
 
 std::pair<at::Tensor, at::Tensor> MultiAxisRotary::tables(const at::Tensor& positions,
                                                           at::ScalarType dtype) const {
@@ -63,8 +73,10 @@ std::pair<at::Tensor, at::Tensor> MultiAxisRotary::tables(const at::Tensor& posi
   const auto opts = positions.options().dtype(compute);
   const int64_t half = head_dim_ / 2;
   at::Tensor inv_freq =
-      at::pow(theta_, -at::arange(0, half, opts.dtype(at::kDouble)) * 2.0 / double(head_dim_))
-          .to(compute);
+      inv_freq_.defined()
+          ? inv_freq_.to(positions.device(), compute)
+          : at::pow(theta_, -at::arange(0, half, opts.dtype(at::kDouble)) * 2.0 / double(head_dim_))
+                .to(compute);
   at::Tensor pos = positions.to(compute);  // [3, B, L]
   // Frequency pair i rotates by the position on the axis its section belongs to.
   std::vector<at::Tensor> parts;

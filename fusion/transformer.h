@@ -52,10 +52,15 @@ struct KVCache {
 
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  // Normalises in at least fp32. `weight_after_cast` false (the demo model): the weight multiplies
+  // in fp32 and the product is cast back to the input dtype; true (transformers' Qwen2/Llama
+  // RMSNorm): the normalised values are cast back to the input dtype first, then multiplied by
+  // the weight (in the promoted dtype of the two). The same numbers in fp32, not in bf16/fp16.
+  RMSNormImpl(int64_t dim, double eps, bool weight_after_cast = false);
   at::Tensor forward(const at::Tensor& x);
   at::Tensor weight;
   double eps;
+  bool weight_after_cast;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -63,6 +68,9 @@ TORCH_MODULE(RMSNorm);
 class MultiAxisRotary {
  public:
   MultiAxisRotary(int64_t head_dim, std::vector<int64_t> sections, double theta);
+  // With explicit inverse frequencies [head_dim / 2] (fp32 or fp64) instead of theta^(-2i/d)
+  // computed in fp64: e.g. transformers' default rope computes them in fp32.
+  MultiAxisRotary(int64_t head_dim, std::vector<int64_t> sections, at::Tensor inv_freq);
   std::pair<at::Tensor, at::Tensor> tables(const at::Tensor& positions, at::ScalarType dtype) const;
   // x: [B, H, L, D]; cos/sin: [B, L, D].
   static at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
@@ -78,6 +86,7 @@ class MultiAxisRotary {
   int64_t head_dim_;
   std::vector<int64_t> sections_;
   double theta_;
+  at::Tensor inv_freq_;  // undefined: computed from theta_
 };
 
 class FusionBlockImpl : public torch::nn::Module {

@@ -12,13 +12,15 @@
 
 namespace omni {
 
-at::Tensor whisper_sinusoids(int64_t length, int64_t channels) {
+at::Tensor whisper_sinusoids(int64_t length, int64_t channels, at::ScalarType compute) {
   if (channels % 2 != 0 || channels < 4)
     throw ConfigError("sinusoidal positions need an even width >= 4, got " +
                       std::to_string(channels));
+  if (compute != at::kDouble && compute != at::kFloat)
+    throw ConfigError("sinusoidal positions are computed in float32 or float64");
   const double inc = std::log(10000.0) / static_cast<double>(channels / 2 - 1);
-  at::Tensor inv = at::exp(at::arange(channels / 2, at::kDouble).mul(-inc));
-  at::Tensor scaled = at::arange(length, at::kDouble).unsqueeze(1).mul(inv.unsqueeze(0));
+  at::Tensor inv = at::exp(at::arange(channels / 2, compute).mul(-inc));
+  at::Tensor scaled = at::arange(length, compute).unsqueeze(1).mul(inv.unsqueeze(0));
   return at::cat({scaled.sin(), scaled.cos()}, 1).to(at::kFloat);
 }
 

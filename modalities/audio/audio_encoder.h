@@ -44,7 +44,11 @@ class AudioEncoderImpl : public torch::nn::Module {
 TORCH_MODULE(AudioEncoder);
 
 // Whisper's sinusoidal table [length, channels]: sin of the first half, cos of the second, with
-// timescales from 1 to 10000 (channels must be even and >= 4).
-at::Tensor whisper_sinusoids(int64_t length, int64_t channels);
+// timescales from 1 to 10000 (channels must be even and >= 4). Returned as float32. `compute`:
+// kDouble (the demo encoder's table, rounded once at the end) or kFloat (float32 throughout, the
+// way transformers builds it for Whisper and Qwen2.5-Omni; differs from kDouble by up to ~1e-5 at
+// position 100 and ~1e-4 at 1500).
+at::Tensor whisper_sinusoids(int64_t length, int64_t channels,
+                             at::ScalarType compute = at::kDouble);
 
 }  // namespace omni
