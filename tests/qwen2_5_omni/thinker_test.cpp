@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -85,6 +86,8 @@ TEST_P(ThinkerParity, MatchesTransformers) {
   ASSERT_EQ(logits.size(1), info["vocab"].get<int64_t>());
   const at::Tensor rows = logits.index_select(0, c.tensors.at("logit_rows"));
   const double diff = (rows - c.tensors.at("logits")).abs().max().item<double>();
+  std::printf("[ %s ] prompt %lld tokens, logits max |diff| %.3g\n", GetParam().c_str(),
+              static_cast<long long>(p.ids.size()), diff);
   EXPECT_LE(diff, 1e-4) << GetParam() << ": max |logits - transformers| = " << diff;
 
   // Greedy generation: the same 8 ids as thinker.generate (it stops at the eos ids too).
