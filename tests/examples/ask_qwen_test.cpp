@@ -40,7 +40,10 @@ Proc exec(const std::string& bin, const std::vector<std::string>& args) {
   const fs::path err_file =
       fs::temp_directory_path() / ("ask_qwen_test_err_" + std::to_string(::getpid()) + ".txt");
   std::string cmd = quote(bin);
-  for (const auto& a : args) cmd += " " + quote(a);
+  for (const auto& a : args) {
+    cmd += ' ';
+    cmd += quote(a);
+  }
   cmd += " 2>";
   cmd += quote(err_file.string());
   Proc r;
