@@ -1,8 +1,9 @@
 # `cmake --install`: headers under include/omnipipe/<module>/, the static libraries, the `omnipipe`
 # CLI, and a CMake package (omnipipeConfig.cmake + version file) with one namespaced target per
-# module: omnipipe::core, ::media, ::common, ::text, ::image, ::audio, ::fusion and ::nodes (the
-# whole catalogue). Each module has its own export file, so a consumer that asks for
-# find_package(omnipipe COMPONENTS core) needs only core's dependencies (docs/WRITING_NODES.md).
+# module: omnipipe::core, ::media, ::common, ::text, ::image, ::audio, ::fusion, ::qwen_omni
+# (models/qwen2_5_omni) and ::nodes (the whole catalogue). Each module has its own export file, so
+# a consumer that asks for find_package(omnipipe COMPONENTS core) needs only core's dependencies
+# (docs/WRITING_NODES.md).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -10,7 +11,7 @@ set(OMNI_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/omnipipe)
 set(OMNI_INSTALL_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/omnipipe)
 
 # module name -> library target, header folder (relative to the source root)
-set(_omni_modules core media common text image audio fusion nodes)
+set(_omni_modules core media common text image audio fusion qwen_omni nodes)
 set(_omni_dir_core core)
 set(_omni_dir_media modalities/media)
 set(_omni_dir_common modalities/common)
@@ -18,6 +19,7 @@ set(_omni_dir_text modalities/text)
 set(_omni_dir_image modalities/image)
 set(_omni_dir_audio modalities/audio)
 set(_omni_dir_fusion fusion)
+set(_omni_dir_qwen_omni models/qwen2_5_omni)
 set(_omni_dir_nodes nodes)
 
 set(OMNI_INSTALLED_COMPONENTS "")
@@ -36,6 +38,10 @@ foreach(m ${_omni_modules})
   if(m STREQUAL "common" AND TARGET omni_torch_dep)
     set_target_properties(omni_torch_dep PROPERTIES EXPORT_NAME torch)
     set(_extra omni_torch_dep)
+  endif()
+  # The chat-template interpreter (headers under modalities/text/jinja) ships with its user.
+  if(m STREQUAL "qwen_omni" AND TARGET omni_template)
+    set(_extra omni_template)
   endif()
   install(TARGETS ${_t} ${_extra} EXPORT omnipipe-${m}
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT ${m}

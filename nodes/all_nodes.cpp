@@ -19,6 +19,9 @@
 #ifdef OMNI_HAVE_FUSION
 #include "fusion/nodes.h"
 #endif
+#ifdef OMNI_HAVE_QWEN_OMNI
+#include "models/qwen2_5_omni/nodes.h"
+#endif
 
 namespace omni {
 
@@ -41,6 +44,9 @@ void register_all_nodes(Registry& registry) {
 #endif
 #ifdef OMNI_HAVE_FUSION
   register_fusion_nodes(registry);
+#endif
+#ifdef OMNI_HAVE_QWEN_OMNI
+  register_qwen_omni_nodes(registry);
 #endif
 }
 

@@ -4,11 +4,14 @@
 // --batch MANIFEST answers every (clip, question) pair of a manifest through one running graph
 // (models/shapes_voices/batch.h) and writes one JSON line per pair; `mpirun -n N ask_clip --batch`
 // spreads the manifest over N ranks (dist/manifest_run.h), --resume finishes an interrupted run.
+// --model DIR with a Hugging Face Qwen2.5-Omni directory answers any question about an image, an
+// audio file, a video or no file at all (models/qwen2_5_omni/ask.h), streaming the text.
 #include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -17,6 +20,8 @@
 #include "core/error.h"
 #include "dist/cli_flags.h"
 #include "dist/manifest_run.h"
+#include "models/qwen2_5_omni/ask.h"
+#include "models/qwen2_5_omni/thinker.h"
 #include "models/shapes_voices/batch.h"
 #include "models/shapes_voices/pipeline.h"
 #include "models/shapes_voices/task.h"
@@ -109,13 +114,46 @@ int main(int argc, char** argv) {
   std::string file, question, model_dir = omni::demo::default_model_dir(), device = "cpu";
   bool json = false, verbose = false;
   BatchCli batch;
-  app.add_option("FILE", file, "media file (any container/codec FFmpeg reads)");
+  app.add_option("FILE", file,
+                 "media file (any container/codec FFmpeg reads); with a Hugging Face --model: an "
+                 "image, audio file or video, or leave it out for a text-only question");
   app.add_option("QUESTION", question,
-                 "one of: \"what shape is it?\", \"what color is the shape?\", "
-                 "\"which color was spoken?\", \"does the spoken color match the shape?\"");
-  app.add_option("--model", model_dir, "model directory (config.json + model.safetensors)");
+                 "demo model: one of: \"what shape is it?\", \"what color is the shape?\", "
+                 "\"which color was spoken?\", \"does the spoken color match the shape?\"; "
+                 "a Hugging Face --model: any question");
+  app.add_option("--model", model_dir,
+                 "model directory: the demo model's (config.json + model.safetensors, default) or "
+                 "a Hugging Face Qwen2.5-Omni directory (docs/MODELS.md)");
   app.add_option("--device", device, "cpu, cuda or cuda:N");
-  app.add_flag("--json", json, "print one JSON object {answer, seconds, tokens}");
+  // Flags of Hugging Face models (Qwen2.5-Omni); the demo model refuses them.
+  omni::qwen::AskOptions hf;
+  std::string audio_in_video = "auto", system_text;
+  const std::vector<CLI::Option*> hf_flags = {
+      app.add_option("--max-new-tokens", hf.max_new_tokens,
+                     "HF model: most tokens to generate (default 128)")
+          ->check(CLI::NonNegativeNumber),
+      app.add_option("--audio-in-video", audio_in_video,
+                     "HF model: use a video's sound track, interleaved with its frames: on, off "
+                     "(default: on when the video has sound)"),
+      app.add_option("--fps", hf.fps, "HF model: video frames sampled per second (default 2)")
+          ->check(CLI::PositiveNumber),
+      app.add_option("--system", system_text,
+                     "HF model: system prompt (default: the chat template's own)"),
+      app.add_option("--dump-logits", hf.dump_logits,
+                     "HF model: write the prompt's logits (float32 [prompt_len, vocab]) and "
+                     "position_ids (int64 [3, prompt_len]) to this safetensors file"),
+      app.add_option("--dtype", hf.dtype, "HF model: fp32 or bf16 (CPU); fp16 on CUDA"),
+      app.add_option("--temperature", hf.temperature,
+                     "HF model: sample with this temperature (0 = greedy, the default)")
+          ->check(CLI::NonNegativeNumber),
+      app.add_option("--top-k", hf.top_k, "HF model: sampling keeps the k most likely tokens")
+          ->check(CLI::NonNegativeNumber),
+      app.add_option("--top-p", hf.top_p, "HF model: sampling keeps this probability mass")
+          ->check(CLI::Range(0.0, 1.0)),
+      app.add_option("--seed", hf.seed, "HF model: sampling seed")};
+  app.add_flag("--json", json,
+               "print one JSON object: {answer, seconds, tokens} (demo model); {answer, ids, "
+               "prompt_ids, ...} (Hugging Face model, docs/MODELS.md)");
   app.add_flag("--verbose", verbose, "also print token counts per modality");
   app.add_option("--batch", batch.manifest,
                  "answer every (clip, question) pair of a make_clips manifest.jsonl (all four "
@@ -141,6 +179,38 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (app.count("--model") && !std::filesystem::is_directory(model_dir)) {
+      std::cerr << "ask_clip: model directory '" << model_dir << "' does not exist\n";
+      return 1;
+    }
+    if (omni::qwen::is_hub_model_dir(model_dir)) {
+      if (!batch.manifest.empty()) {
+        std::cerr << "ask_clip: --batch runs the demo model only\n";
+        return 2;
+      }
+      // One positional argument is the question (a text-only conversation).
+      if (question.empty()) std::swap(file, question);
+      if (question.empty()) {
+        std::cerr << "ask_clip: a QUESTION is required\n" << app.help();
+        return 2;
+      }
+      hf.model_dir = model_dir;
+      hf.file = file;
+      hf.question = question;
+      hf.json = json;
+      hf.verbose = verbose;
+      hf.device = device;
+      hf.audio_in_video = omni::qwen::parse_on_off(audio_in_video, "--audio-in-video");
+      if (app.count("--system")) hf.system = system_text;
+      omni::qwen::run_ask(hf, std::cout, std::cerr);
+      return 0;
+    }
+    for (const CLI::Option* f : hf_flags)
+      if (f->count()) {
+        std::cerr << "ask_clip: " << f->get_name()
+                  << " needs a Hugging Face --model directory (the demo model does not take it)\n";
+        return 2;
+      }
     if (!batch.manifest.empty()) {
       if (!file.empty()) {
         std::cerr << "ask_clip: give either FILE QUESTION or --batch MANIFEST, not both\n";
