@@ -23,57 +23,48 @@ namespace {
 using qwen::QwenMedia;
 using qwen::Thinker;
 
+// The model parameters every Qwen node declares (declared once here, read through these).
+constexpr Param<std::string> kModel{"model", "",
+                                    "Hugging Face Qwen2.5-Omni directory (empty: the one the input "
+                                    "packets name, i.e. the upstream node's)"};
+constexpr Param<std::string> kModelDir{
+    "model", "", "Hugging Face Qwen2.5-Omni directory (config.json, weights, tokenizer)"};
+constexpr Param<std::string> kDevice{"device", "cpu", "cpu, cuda or cuda:N"};
+constexpr Param<std::string> kDtype{"dtype", "fp32", "fp32 or bf16 (CPU); fp16 on CUDA"};
+
 // The Thinker parts a node runs, opened from its `model` parameter in open(), or, when that is
 // empty, from the directory the upstream node's packets carry (so one --set names the model).
 class ThinkerPart {
  public:
-  void configure(const Params& p, std::string where, bool vision, bool audio, bool text,
-                 bool with_device) {
-    where_ = std::move(where);
+  void configure(const Context& ctx, bool vision, bool audio, bool text, bool with_device) {
     o_.vision = vision;
     o_.audio = audio;
     o_.text = text;
     if (with_device) {
-      o_.device = p.get_string("device");
-      o_.dtype = p.get_string("dtype");
+      o_.device = ctx.param(kDevice);
+      o_.dtype = ctx.param(kDtype);
     }
-    fixed_ = !p.get_string("model").empty();
-    if (fixed_) open_model(p.get_string("model"));
+    const std::string& model = ctx.param(kModel);
+    fixed_ = !model.empty();
+    if (fixed_) thinker_ = Thinker::open(model, o_);
   }
   // The node's own model when its parameter names one, else the packet's (`dir`).
   const Thinker& get(const std::string& dir) {
     if (thinker_ && (fixed_ || dir == thinker_->directory())) return *thinker_;
-    if (dir.empty())
-      throw ConfigError(where_ + ": no model: set param 'model' (a Hugging Face directory)");
-    open_model(dir);
+    if (dir.empty()) throw ConfigError("no model: set param 'model' (a Hugging Face directory)");
+    thinker_ = Thinker::open(dir, o_);
     return *thinker_;
   }
 
  private:
-  void open_model(const std::string& dir) {
-    try {
-      thinker_ = Thinker::open(dir, o_);
-    } catch (const InputError& e) {
-      throw InputError(where_ + ": " + e.what());
-    } catch (const ConfigError& e) {
-      throw ConfigError(where_ + ": " + e.what());
-    }
-  }
-
-  std::string where_;
   bool fixed_ = false;
   qwen::ThinkerOptions o_;
   std::unique_ptr<Thinker> thinker_;
 };
 
-Contract& model_params(Contract& c, bool device, bool upstream = true) {
-  c.param("model", "",
-          upstream ? "Hugging Face Qwen2.5-Omni directory (empty: the one the input packets "
-                     "name, i.e. the upstream node's)"
-                   : "Hugging Face Qwen2.5-Omni directory (config.json, weights, tokenizer)");
-  if (device)
-    c.param("device", "cpu", "cpu, cuda or cuda:N")
-        .param("dtype", "fp32", "fp32 or bf16 (CPU); fp16 on CUDA");
+Contract& model_params(Contract& c, bool device) {
+  c.param(kModel);
+  if (device) c.param(kDevice).param(kDtype);
   return c;
 }
 
@@ -83,6 +74,16 @@ Contract& model_params(Contract& c, bool device, bool upstream = true) {
 
 class QwenOmniProcessor : public Node {
  public:
+  static constexpr OptionalInput<Frame> kVideo{
+      "video", "every decoded frame of the file (MediaSource fps: 0)"};
+  static constexpr OptionalInput<AudioChunk> kAudio{"audio", "the file's sound, 16 kHz mono"};
+  static constexpr Output<QwenMedia> kMedia{"media", "the processed media item (at timestamp 0)"};
+  static constexpr Param<double> kFps{"fps", 2.0, "video frames sampled per second"};
+  static constexpr Param<std::string> kAudioInVideo{
+      "audio_in_video", "auto",
+      "use a video's sound track (interleaved with it): on, off, auto (on when it has one)"};
+  static constexpr Param<std::string> kSource{"source", "",
+                                              "name of the media in messages (e.g. the file)"};
   static Contract contract() {
     Contract c;
     c.doc(
@@ -91,41 +92,31 @@ class QwenOmniProcessor : public Node {
          "without sound is an image, more frames a video (fetch_video's frame choice, the video "
          "processor), sound only an audio clip (Whisper features). Emits one QwenMedia at the "
          "end. Holds the clip's frames until then.")
-        .optional_input<Frame>("video", "every decoded frame of the file (MediaSource fps: 0)")
-        .optional_input<AudioChunk>("audio", "the file's sound, 16 kHz mono")
-        .output<QwenMedia>("media", "the processed media item (at timestamp 0)")
-        .param("fps", 2.0, "video frames sampled per second")
-        .param(
-            "audio_in_video", "auto",
-            "use a video's sound track (interleaved with it): on, off, auto (on when it has one)")
-        .param("source", "", "name of the media in messages (e.g. the file)")
+        .optional_input(kVideo)
+        .optional_input(kAudio)
+        .output(kMedia)
+        .param(kFps)
+        .param(kAudioInVideo)
+        .param(kSource)
+        .param(kModelDir)
         .policy(InputPolicy::kImmediate);
-    return model_params(c, false, false);
+    return c;
   }
   void open(Context& ctx) override {
-    const Params& p = ctx.params();
-    where_ = ctx.node_name() + " (QwenOmniProcessor)";
-    dir_ = p.get_string("model");
-    if (dir_.empty())
-      throw ConfigError(where_ + ": param 'model' (a Hugging Face directory) is empty");
-    try {
-      pc_ = qwen::ProcessorConfig::from_directory(dir_);
-      mo_.audio_in_video = qwen::parse_on_off(p.get_string("audio_in_video"), "audio_in_video");
-    } catch (const InputError& e) {
-      throw InputError(where_ + ": " + e.what());
-    } catch (const ConfigError& e) {
-      throw ConfigError(where_ + ": " + e.what());
-    }
-    mo_.fps = p.get_double("fps");
-    if (!(mo_.fps > 0)) throw ConfigError(where_ + ": fps must be positive");
-    source_ = p.get_string("source");
+    dir_ = ctx.param(kModelDir);
+    if (dir_.empty()) throw ConfigError("param 'model' (a Hugging Face directory) is empty");
+    pc_ = qwen::ProcessorConfig::from_directory(dir_);
+    mo_.audio_in_video = qwen::parse_on_off(ctx.param(kAudioInVideo), "audio_in_video");
+    mo_.fps = ctx.param(kFps);
+    if (!(mo_.fps > 0)) throw ConfigError("param 'fps' must be positive");
+    source_ = ctx.param(kSource);
   }
   Flow process(Context& ctx) override {
-    if (const Packet& v = ctx.input(0); !v.empty()) frames_.push_back(v.get<Frame>());
-    if (const Packet& a = ctx.input(1); !a.empty()) {
-      const AudioChunk& c = a.get<AudioChunk>();
+    if (const auto v = ctx.input(kVideo); !v.empty()) frames_.push_back(v.get());
+    if (const auto a = ctx.input(kAudio); !a.empty()) {
+      const AudioChunk& c = a.get();
       if (c.sample_rate != pc_.audio.sampling_rate || c.channels != 1)
-        throw ConfigError(where_ + ": audio must be " + std::to_string(pc_.audio.sampling_rate) +
+        throw ConfigError("audio must be " + std::to_string(pc_.audio.sampling_rate) +
                           " Hz mono (MediaSource audio_rate / audio_channels), got " +
                           std::to_string(c.sample_rate) + " Hz x " + std::to_string(c.channels));
       has_audio_ = true;
@@ -147,11 +138,11 @@ class QwenOmniProcessor : public Node {
     ctx.count("audio_samples", static_cast<int64_t>(pcm_.size()));
     frames_.clear();
     pcm_.clear();
-    ctx.emit<QwenMedia>("media", std::move(m), Timestamp(0));
+    ctx.emit(kMedia, std::move(m), Timestamp(0));
   }
 
  private:
-  std::string where_, source_, dir_;
+  std::string source_, dir_;
   qwen::ProcessorConfig pc_;
   qwen::MediaOptions mo_;
   std::vector<Frame> frames_;
@@ -165,25 +156,23 @@ class QwenOmniProcessor : public Node {
 template <bool kVision>
 class QwenTowerNode : public Node {
  public:
+  static constexpr Input<QwenMedia> kIn{"media", "processed media"};
+  static constexpr Output<QwenMedia> kOut{"media", "the same media with the tower's embeddings"};
   static Contract contract() {
     Contract c;
     c.doc(kVision ? "Qwen2.5-Omni's vision tower (Qwen2.5-VL ViT + merger): fills a QwenMedia's "
                     "image or video embeddings."
                   : "Qwen2.5-Omni's audio tower (Whisper-style encoder, pooling, projection): "
                     "fills a QwenMedia's audio embeddings.")
-        .input<QwenMedia>("media", "processed media")
-        .output<QwenMedia>("media", "the same media with the tower's embeddings");
+        .input(kIn)
+        .output(kOut);
     return model_params(c, true);
   }
-  void open(Context& ctx) override {
-    part_.configure(ctx.params(),
-                    ctx.node_name() + (kVision ? " (QwenVisionTower)" : " (QwenAudioTower)"),
-                    kVision, !kVision, false, true);
-  }
+  void open(Context& ctx) override { part_.configure(ctx, kVision, !kVision, false, true); }
   Flow process(Context& ctx) override {
-    const Packet& pk = ctx.input(0);
+    const auto pk = ctx.input(kIn);
     if (pk.empty()) return Flow::kContinue;
-    QwenMedia m = pk.get<QwenMedia>();
+    QwenMedia m = pk.get();
     const Thinker& t = part_.get(m.model_dir);
     try {
       if (kVision)
@@ -193,7 +182,7 @@ class QwenTowerNode : public Node {
     } catch (const c10::Error& e) {
       throw Error(std::string("libtorch error: ") + e.what_without_backtrace());
     }
-    ctx.emit<QwenMedia>("media", std::move(m), pk.timestamp());
+    ctx.emit(kOut, std::move(m), pk.timestamp());
     return Flow::kContinue;
   }
 
@@ -205,33 +194,38 @@ class QwenTowerNode : public Node {
 
 class QwenOmniSequencer : public Node {
  public:
+  static constexpr OptionalInput<QwenMedia> kMedia{
+      "media", "encoded media (unconnected: a text-only question)"};
+  static constexpr Input<std::string> kQuestion{"question", "the question (UTF-8)"};
+  static constexpr Output<qwen::ThinkerPrompt> kPrompt{
+      "prompt", "prompt ids, position ids, the towers' outputs"};
+  static constexpr Param<std::string> kSystem{"system", "",
+                                              "system prompt (empty: the chat template's own)"};
   static Contract contract() {
     Contract c;
     c.doc(
          "One user turn (the media item, then the question) through the chat template and the "
          "tokenizer, the placeholders expanded to the towers' token counts (audio-in-video "
          "interleaved in seconds_per_chunk chunks) and get_rope_index's 3-D positions.")
-        .optional_input<QwenMedia>("media", "encoded media (unconnected: a text-only question)")
-        .input<std::string>("question", "the question (UTF-8)")
-        .output<qwen::ThinkerPrompt>("prompt", "prompt ids, position ids, the towers' outputs")
-        .param("system", "", "system prompt (empty: the chat template's own)");
+        .optional_input(kMedia)
+        .input(kQuestion)
+        .output(kPrompt)
+        .param(kSystem);
     return model_params(c, false);
   }
   void open(Context& ctx) override {
-    part_.configure(ctx.params(), ctx.node_name() + " (QwenOmniSequencer)", false, false, false,
-                    false);
-    const std::string s = ctx.params().get_string("system");
-    if (!s.empty()) system_ = s;
+    part_.configure(ctx, false, false, false, false);
+    if (const std::string& s = ctx.param(kSystem); !s.empty()) system_ = s;
   }
   Flow process(Context& ctx) override {
-    const Packet& q = ctx.input(1);
+    const auto q = ctx.input(kQuestion);
     if (q.empty()) return Flow::kContinue;
-    const Packet& mp = ctx.input(0);
+    const auto mp = ctx.input(kMedia);
     const QwenMedia none;
-    const QwenMedia& m = mp.empty() ? none : mp.get<QwenMedia>();
-    qwen::ThinkerPrompt p = part_.get(m.model_dir).layout(m, q.get<std::string>(), system_);
+    const QwenMedia& m = mp.empty() ? none : mp.get();
+    qwen::ThinkerPrompt p = part_.get(m.model_dir).layout(m, q.get(), system_);
     ctx.count("prompt_tokens", static_cast<int64_t>(p.ids.size()));
-    ctx.emit<qwen::ThinkerPrompt>("prompt", std::move(p), q.timestamp());
+    ctx.emit(kPrompt, std::move(p), q.timestamp());
     return Flow::kContinue;
   }
 
@@ -244,41 +238,49 @@ class QwenOmniSequencer : public Node {
 
 class QwenOmniGenerate : public Node {
  public:
+  static constexpr Input<qwen::ThinkerPrompt> kPrompt{"prompt", "from QwenOmniSequencer"};
+  static constexpr Output<std::string> kText{"text", "the answer (special tokens skipped)"};
+  static constexpr Output<std::vector<int64_t>> kIds{"ids",
+                                                     "generated ids (the stop token included)"};
+  static constexpr Param<int64_t> kMaxNewTokens{"max_new_tokens", 128, "most tokens to generate"};
+  static constexpr Param<double> kTemperature{"temperature", 0.0,
+                                              "sampling temperature (0: greedy)"};
+  static constexpr Param<int64_t> kTopK{"top_k", 0,
+                                        "sampling keeps the k most likely tokens (0: all)"};
+  static constexpr Param<double> kTopP{"top_p", 1.0, "sampling keeps this probability mass"};
+  static constexpr Param<int64_t> kSeed{"seed", 0, "sampling seed"};
   static Contract contract() {
     Contract c;
     c.doc(
          "Qwen2.5-Omni's language model on a prompt: embeds it with the towers' outputs scattered "
          "in, then generates (greedy, or sampling when temperature > 0) until an eos id of "
          "generation_config.json or max_new_tokens.")
-        .input<qwen::ThinkerPrompt>("prompt", "from QwenOmniSequencer")
-        .output<std::string>("text", "the answer (special tokens skipped)")
-        .output<std::vector<int64_t>>("ids", "generated ids (the stop token included)")
-        .param("max_new_tokens", int64_t{128}, "most tokens to generate")
-        .param("temperature", 0.0, "sampling temperature (0: greedy)")
-        .param("top_k", int64_t{0}, "sampling keeps the k most likely tokens (0: all)")
-        .param("top_p", 1.0, "sampling keeps this probability mass")
-        .param("seed", int64_t{0}, "sampling seed");
+        .input(kPrompt)
+        .output(kText)
+        .output(kIds)
+        .param(kMaxNewTokens)
+        .param(kTemperature)
+        .param(kTopK)
+        .param(kTopP)
+        .param(kSeed);
     return model_params(c, true);
   }
   void open(Context& ctx) override {
-    const Params& p = ctx.params();
-    const std::string where = ctx.node_name() + " (QwenOmniGenerate)";
-    part_.configure(p, where, false, false, true, true);
-    o_.max_new_tokens = p.get_int("max_new_tokens");
-    const double t = p.get_double("temperature");
+    part_.configure(ctx, false, false, true, true);
+    o_.max_new_tokens = ctx.param(kMaxNewTokens);
+    const double t = ctx.param(kTemperature);
     o_.do_sample = t > 0;
     o_.temperature = t > 0 ? t : 1.0;
-    o_.top_k = p.get_int("top_k");
-    o_.top_p = p.get_double("top_p");
-    o_.seed = static_cast<uint64_t>(p.get_int("seed"));
+    o_.top_k = ctx.param(kTopK);
+    o_.top_p = ctx.param(kTopP);
+    o_.seed = static_cast<uint64_t>(ctx.param(kSeed));
     if (o_.max_new_tokens < 0 || o_.top_k < 0 || !(o_.top_p > 0 && o_.top_p <= 1) || t < 0)
-      throw ConfigError(where +
-                        ": need max_new_tokens >= 0, top_k >= 0, 0 < top_p <= 1, temperature >= 0");
+      throw ConfigError("need max_new_tokens >= 0, top_k >= 0, 0 < top_p <= 1, temperature >= 0");
   }
   Flow process(Context& ctx) override {
-    const Packet& pk = ctx.input(0);
+    const auto pk = ctx.input(kPrompt);
     if (pk.empty()) return Flow::kContinue;
-    qwen::ThinkerPrompt p = pk.get<qwen::ThinkerPrompt>();
+    qwen::ThinkerPrompt p = pk.get();
     qwen::Answer a;
     const Thinker& t = part_.get(p.model_dir);
     try {
@@ -289,8 +291,8 @@ class QwenOmniGenerate : public Node {
     }
     ctx.count("generated_tokens", static_cast<int64_t>(a.ids.size()));
     if (!a.stopped) ctx.count("hit_max_new_tokens");
-    ctx.emit<std::string>("text", a.text, pk.timestamp());
-    ctx.emit<std::vector<int64_t>>("ids", a.ids, pk.timestamp());
+    ctx.emit(kText, a.text, pk.timestamp());
+    ctx.emit(kIds, a.ids, pk.timestamp());
     return Flow::kContinue;
   }
 
