@@ -170,6 +170,19 @@ def main():
         for f in os.listdir(d):
             if f.startswith(prefixes):
                 shutil.copy(os.path.join(d, f), os.path.join(args.out, f))
+    # The fixture tokenizer's small BPE leaves most ids below the special tokens undefined; a random
+    # model generates any id, so every id gets a token (decoding then never meets an unknown id).
+    tok_path = os.path.join(args.out, "tokenizer.json")
+    if os.path.exists(tok_path):
+        tok = json.load(open(tok_path, encoding="utf-8"))
+        vocab = tok["model"]["vocab"]
+        taken = set(vocab.values()) | {a["id"] for a in tok.get("added_tokens", [])}
+        first_added = min((a["id"] for a in tok.get("added_tokens", [])), default=len(vocab))
+        for i in range(first_added):
+            if i not in taken:
+                vocab[f"<unused{i}>"] = i
+        with open(tok_path, "w", encoding="utf-8") as f:
+            json.dump(tok, f, ensure_ascii=False)
     with open(os.path.join(args.out, "README.md"), "w") as f:
         f.write(f"Random-weight Qwen2.5-Omni-{args.size.upper()}-shaped thinker ({args.dtype}), "
                 "written by bench/python/make_qwen_omni_real.py for measurements only. "

@@ -92,8 +92,8 @@ class QwenOmniProcessor : public Node {
          "without sound is an image, more frames a video (fetch_video's frame choice, the video "
          "processor), sound only an audio clip (Whisper features). Emits one QwenMedia at the "
          "end. Holds the clip's frames until then.")
-        .optional_input(kVideo)
-        .optional_input(kAudio)
+        .input(kVideo)
+        .input(kAudio)
         .output(kMedia)
         .param(kFps)
         .param(kAudioInVideo)
@@ -207,7 +207,7 @@ class QwenOmniSequencer : public Node {
          "One user turn (the media item, then the question) through the chat template and the "
          "tokenizer, the placeholders expanded to the towers' token counts (audio-in-video "
          "interleaved in seconds_per_chunk chunks) and get_rope_index's 3-D positions.")
-        .optional_input(kMedia)
+        .input(kMedia)
         .input(kQuestion)
         .output(kPrompt)
         .param(kSystem);

@@ -195,7 +195,11 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
       load_module(m.audio, ck, "audio.", m.device, m.dtype);
     }
     if (o.text) {
-      m.text = TextModel(TextModelOptions::from_config(*ck.tower_config("text")));
+      // Built part by part in the target dtype and device (never the whole model in fp32).
+      TextModelOptions to = TextModelOptions::from_config(*ck.tower_config("text"));
+      to.dtype = m.dtype;
+      to.device = m.device;
+      m.text = TextModel(to);
       load_module(m.text, ck, "text.", m.device, m.dtype);
     }
   } catch (const c10::Error& e) {
