@@ -183,6 +183,13 @@ int main(int argc, char** argv) {
       std::cerr << "ask_clip: model directory '" << model_dir << "' does not exist\n";
       return 1;
     }
+    if (app.count("--model") &&
+        !std::filesystem::exists(std::filesystem::path(model_dir) / "config.json")) {
+      std::cerr << "ask_clip: '" << model_dir
+                << "' has no config.json: not a model directory (a Hugging Face Qwen2.5-Omni "
+                   "directory or the demo model's)\n";
+      return 1;
+    }
     if (omni::qwen::is_hub_model_dir(model_dir)) {
       if (!batch.manifest.empty()) {
         std::cerr << "ask_clip: --batch runs the demo model only\n";
