@@ -16,7 +16,7 @@
 
 namespace omni {
 
-class AudioEncoderNode : public Node {
+class AudioEncoderNode : public Node, public EncoderParams {
  public:
   static constexpr Input<at::Tensor> kMel{
       "mel", "log-mel [n_mels, T] (the LogMel node's output), at its start time"};
@@ -33,13 +33,6 @@ class AudioEncoderNode : public Node {
   static constexpr Param<int64_t> kBatch{"batch", 4, "full windows encoded per forward"};
   static constexpr Param<double> kFramesPerSecond{"frames_per_second", 100.0,
                                                   "mel frame rate (Whisper: 16000 / 160)"};
-  static constexpr Param<std::string> kWeights{"weights", "",
-                                               "safetensors file; empty = random init from `seed`"};
-  static constexpr Param<std::string> kPrefix{
-      "prefix", "", "name prefix of this encoder's tensors in the weights file"};
-  static constexpr Param<int64_t> kSeed{"seed", 0, "random init seed when no weights are given"};
-  static constexpr Param<std::string> kDevice{"device", "cpu", "cpu, cuda or cuda:N"};
-  static constexpr Param<std::string> kDtype{"dtype", "fp32", "fp32; bf16/fp16 on CUDA"};
   static constexpr Param<std::string> kStream{
       "stream", "", "stream id on the TokenChunks (default: <node>/audio)"};
   static Contract contract();

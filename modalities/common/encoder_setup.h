@@ -5,14 +5,29 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
+
+#include "core/contract.h"
 
 namespace torch::nn {
 class Module;
 }
 
 namespace omni {
+
+// The weights, random-init and placement parameters every encoder node declares (ImageEncoder,
+// AudioEncoderNode inherit them), declared once.
+struct EncoderParams {
+  static constexpr Param<std::string> kWeights{"weights", "",
+                                               "safetensors file; empty = random init from `seed`"};
+  static constexpr Param<std::string> kPrefix{
+      "prefix", "", "name prefix of this encoder's tensors in the weights file"};
+  static constexpr Param<int64_t> kSeed{"seed", 0, "random init seed when no weights are given"};
+  static constexpr Param<std::string> kDevice{"device", "cpu", "cpu, cuda or cuda:N"};
+  static constexpr Param<std::string> kDtype{"dtype", "fp32", "fp32; bf16/fp16 on CUDA"};
+};
 
 struct DeviceSpec {
   c10::Device device = c10::Device(c10::kCPU);

@@ -54,7 +54,7 @@ class ImagePreprocess : public Node {
 };
 #endif
 
-class ImageEncoder : public Node {
+class ImageEncoder : public Node, public EncoderParams {
  public:
   static constexpr OptionalInput<at::Tensor> kImage{"image", "preprocessed float [3, H, W] images"};
 #if OMNI_WITH_MEDIA
@@ -76,13 +76,6 @@ class ImageEncoder : public Node {
   static constexpr Param<int64_t> kOutDim{"out_dim", 256, "output (fusion) width"};
   static constexpr Param<std::string> kPositions{
       "positions", "learned", "learned (interpolated for other sizes) or sinusoidal"};
-  static constexpr Param<std::string> kWeights{"weights", "",
-                                               "safetensors file; empty = random init from `seed`"};
-  static constexpr Param<std::string> kPrefix{
-      "prefix", "", "name prefix of this encoder's tensors in the weights file"};
-  static constexpr Param<int64_t> kSeed{"seed", 0, "random init seed when no weights are given"};
-  static constexpr Param<std::string> kDevice{"device", "cpu", "cpu, cuda or cuda:N"};
-  static constexpr Param<std::string> kDtype{"dtype", "fp32", "fp32; bf16/fp16 on CUDA"};
   static constexpr Param<std::string> kModality{"modality", "image",
                                                 "image or video (tags the TokenChunks)"};
   static constexpr Param<int64_t> kBatch{
