@@ -64,17 +64,21 @@ nlohmann::json probe_media(const std::string& path, const ProbeOptions& options)
 std::string probe_to_text(const nlohmann::json& p) {
   std::ostringstream o;
   o << p.value("path", "") << ": " << p.value("format", "?");
-  if (p.contains("duration_s")) o << ", " << p["duration_s"].get<double>() << " s";
-  o << ", " << p["streams"].size() << " stream(s)\n";
-  for (const auto& s : p["streams"]) {
-    o << "  #" << s["index"].get<int>() << " " << s.value("type", "?") << " "
+  if (p.contains("duration_s")) o << ", " << p.value("duration_s", 0.0) << " s";
+  const nlohmann::json streams = p.value("streams", nlohmann::json::array());
+  o << ", " << streams.size() << " stream(s)\n";
+  for (const auto& s : streams) {
+    o << "  #" << s.value("index", -1) << " " << s.value("type", "?") << " "
       << s.value("codec", "?");
-    if (s.contains("width")) o << " " << s["width"].get<int>() << "x" << s["height"].get<int>();
-    if (s.contains("fps")) o << " " << s["fps"].get<double>() << " fps";
-    if (s.contains("rotation")) o << " rotation " << s["rotation"].get<int>();
-    if (s.contains("sample_rate")) o << " " << s["sample_rate"].get<int>() << " Hz";
-    if (s.contains("channels")) o << " " << s["channels"].get<int>() << " ch";
-    if (s.contains("duration_s")) o << " " << s["duration_s"].get<double>() << " s";
+    // A damaged header can give one dimension without the other (fuzz/regressions/media).
+    if (s.contains("width") || s.contains("height")) {
+      o << " " << s.value("width", 0) << "x" << s.value("height", 0);
+    }
+    if (s.contains("fps")) o << " " << s.value("fps", 0.0) << " fps";
+    if (s.contains("rotation")) o << " rotation " << s.value("rotation", 0);
+    if (s.contains("sample_rate")) o << " " << s.value("sample_rate", 0) << " Hz";
+    if (s.contains("channels")) o << " " << s.value("channels", 0) << " ch";
+    if (s.contains("duration_s")) o << " " << s.value("duration_s", 0.0) << " s";
     if (s.value("default", false)) o << " (default)";
     if (s.value("attached_pic", false)) o << " (attached picture)";
     o << "\n";

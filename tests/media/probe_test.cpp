@@ -84,5 +84,15 @@ TEST(Probe, DamagedAndCraftedFilesAreInputErrors) {
   EXPECT_EQ(probe_media(sample("playlist.m3u8"), {"file,pipe", true})["format"], "hls");
 }
 
+TEST(Probe, TextOfPartialStreamFacts) {
+  // A damaged header gives a width without a height (fuzz/regressions/media/webm-width-*): the
+  // text form prints what is known instead of failing.
+  nlohmann::json p = {{"path", "x.webm"},
+                      {"format", "matroska,webm"},
+                      {"streams", {{{"index", 0}, {"type", "video"}, {"width", 8}}}}};
+  EXPECT_NE(probe_to_text(p).find("#0 video ? 8x0"), std::string::npos) << probe_to_text(p);
+  EXPECT_NE(probe_to_text({{"path", "y"}}).find("0 stream(s)"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace omni
