@@ -46,6 +46,12 @@ std::pair<double, double> median_ms(int reps, F&& f) {
   return {cpu[cpu.size() / 2], wall[wall.size() / 2]};
 }
 
+double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * double(v.size() - 1) + 0.5)];
+}
+double median(const std::vector<double>& v) { return quantile(v, 0.5); }
+
 // openai-whisper's log_mel_spectrogram, written with ATen ops.
 at::Tensor torch_log_mel(const at::Tensor& audio, const at::Tensor& window,
                          const at::Tensor& filters) {
@@ -92,22 +98,31 @@ int main(int argc, char** argv) {
   for (int n_mels : {80, 128}) {
     omni::LogMel mel(n_mels);
     std::vector<float> ours;
-    const auto [ms_ours, wall_ours] = median_ms(
-        reps, [&] { ours = mel.compute(audio.data(), static_cast<int64_t>(audio.size())); });
     const at::Tensor a = at::from_blob(const_cast<float*>(audio.data()),
                                        {static_cast<int64_t>(audio.size())}, at::kFloat);
     const at::Tensor window = at::hann_window(400, at::kFloat);
     const at::Tensor filters =
         at::from_blob(const_cast<float*>(mel.filters().data()), {n_mels, 201}, at::kFloat).clone();
     at::Tensor ref;
-    const auto [ms_ref, wall_ref] =
-        median_ms(reps, [&] { ref = torch_log_mel(a, window, filters); });
+    // The two alternate, one of each per round (A B A B: a noisy neighbour slows both sides of a
+    // round alike); the ratio is the median of the rounds' ratios, with its spread.
+    std::vector<double> cpu_ours, cpu_ref, wall_ours, wall_ref, ratios;
+    for (int r = 0; r < reps; ++r) {
+      const auto [c1, w1] = median_ms(
+          1, [&] { ours = mel.compute(audio.data(), static_cast<int64_t>(audio.size())); });
+      const auto [c2, w2] = median_ms(1, [&] { ref = torch_log_mel(a, window, filters); });
+      cpu_ours.push_back(c1), wall_ours.push_back(w1), cpu_ref.push_back(c2),
+          wall_ref.push_back(w2), ratios.push_back(c2 / c1);
+    }
     const at::Tensor o = at::from_blob(ours.data(), {n_mels, 3000}, at::kFloat);
     const double diff = (o - ref).abs().max().item<double>();
     std::printf(
         "LogMel 30 s, %3d mels: omnipipe %.2f ms, torch::stft reference %.2f ms (thread CPU, "
-        "median of %d), reference/omnipipe %.2fx; wall %.2f / %.2f ms; max |diff| %.2g\n",
-        n_mels, ms_ours, ms_ref, reps, ms_ref / ms_ours, wall_ours, wall_ref, diff);
+        "median of %d), reference/omnipipe %.2fx; wall %.2f / %.2f ms; max |diff| %.2g; paired "
+        "ratio %.3f (rounds %.3f..%.3f)\n",
+        n_mels, median(cpu_ours), median(cpu_ref), reps, median(cpu_ref) / median(cpu_ours),
+        median(wall_ours), median(wall_ref), diff, median(ratios), quantile(ratios, 0.25),
+        quantile(ratios, 0.75));
   }
 
   // ---- Tokenizers ----

@@ -5,6 +5,11 @@
 #include <numbers>
 #include <string>
 
+#include <fftw3.h>
+
+#include <Eigen/Core>
+#include <mutex>
+
 #include "core/error.h"
 
 namespace omni {
@@ -75,16 +80,75 @@ void normalize_log_mel(float* data, int64_t n) {
   normalize_log_mel(data, n, *std::max_element(data, data + n));
 }
 
+// FFTW's planner is not thread-safe (plans are made and destroyed under one lock); executing a
+// plan on its own arrays is. FFTW_ESTIMATE picks the plan without timing trial runs, so every run
+// (and every machine with the same FFTW) computes the same bits.
+class WhisperRfft {
+ public:
+  WhisperRfft() {
+    std::lock_guard<std::mutex> lock(planner_mutex());
+    in_ = fftw_alloc_real(kWhisperNFft);
+    out_ = fftw_alloc_complex(kWhisperBins);
+    if (in_ && out_) plan_ = fftw_plan_dft_r2c_1d(kWhisperNFft, in_, out_, FFTW_ESTIMATE);
+    if (!plan_) {
+      fftw_free(in_);
+      fftw_free(out_);
+      throw Error("LogMel: FFTW could not plan the 400-point real FFT");
+    }
+  }
+  ~WhisperRfft() {
+    std::lock_guard<std::mutex> lock(planner_mutex());
+    fftw_destroy_plan(plan_);
+    fftw_free(in_);
+    fftw_free(out_);
+  }
+  WhisperRfft(const WhisperRfft&) = delete;
+  WhisperRfft& operator=(const WhisperRfft&) = delete;
+
+  double* input() { return in_; }
+  // |X_k|^2 of the input for the 201 bins.
+  void power(double* out) {
+    fftw_execute(plan_);
+    for (int k = 0; k < kWhisperBins; ++k)
+      out[k] = out_[k][0] * out_[k][0] + out_[k][1] * out_[k][1];
+  }
+
+ private:
+  static std::mutex& planner_mutex() {
+    static std::mutex m;
+    return m;
+  }
+  double* in_ = nullptr;
+  fftw_complex* out_ = nullptr;
+  fftw_plan plan_ = nullptr;
+};
+
+LogMel::~LogMel() = default;
+LogMel::LogMel(LogMel&&) noexcept = default;
+LogMel& LogMel::operator=(LogMel&&) noexcept = default;
+LogMel::LogMel(const LogMel& o)
+    : n_mels_(o.n_mels_),
+      window_(o.window_),
+      filters_(o.filters_),
+      first_(o.first_),
+      last_(o.last_),
+      fft_(std::make_unique<WhisperRfft>()),
+      power_(o.power_),
+      mel_(o.mel_) {}
+LogMel& LogMel::operator=(const LogMel& o) {
+  if (this != &o) *this = LogMel(o);
+  return *this;
+}
+
 LogMel::LogMel(int n_mels)
     : n_mels_(n_mels),
       window_(kWhisperNFft),
       filters_(slaney_mel_filters(kWhisperSampleRate, kWhisperNFft, n_mels)),
       first_(n_mels),
       last_(n_mels),
-      fft_(Eigen::FFT<double>::impl_type(), Eigen::FFT<double>::HalfSpectrum),
-      windowed_(kWhisperNFft),
-      spectrum_(kWhisperBins),
-      power_(kWhisperBins) {
+      fft_(std::make_unique<WhisperRfft>()),
+      power_(kWhisperBins),
+      mel_(n_mels) {
   // torch.hann_window(400) is periodic: 0.5 - 0.5 cos(2 pi n / N); computed in double, rounded.
   for (int i = 0; i < kWhisperNFft; ++i) {
     window_[i] =
@@ -101,15 +165,21 @@ LogMel::LogMel(int n_mels)
 }
 
 void LogMel::frame_log_mel(const float* frame, float* out, int64_t stride) {
-  for (int i = 0; i < kWhisperNFft; ++i) windowed_[i] = frame[i] * window_[i];
-  fft_.fwd(spectrum_.data(), windowed_.data(), kWhisperNFft);
-  for (int k = 0; k < kWhisperBins; ++k) power_[k] = std::norm(spectrum_[k]);
+  double* windowed = fft_->input();
+  for (int i = 0; i < kWhisperNFft; ++i) windowed[i] = frame[i] * window_[i];
+  fft_->power(power_.data());
   for (int m = 0; m < n_mels_; ++m) {
     const float* row = filters_.data() + static_cast<size_t>(m) * kWhisperBins;
     double s = 0.0;
     for (int k = first_[m]; k < last_[m]; ++k) s += row[k] * power_[k];
-    out[m * stride] = static_cast<float>(std::log10(std::max(s, 1e-10)));
+    mel_[m] = static_cast<float>(std::max(s, 1e-10));
   }
+  // log10 of the whole column at once: Eigen's vectorised float log (within an ulp or two of
+  // std::log10 of the double, well inside the features' float precision) instead of one scalar
+  // double log10 per value, which took two thirds of the time.
+  Eigen::Map<Eigen::ArrayXf> col(mel_.data(), n_mels_);
+  col = col.log() * static_cast<float>(1.0 / std::numbers::ln10);
+  for (int m = 0; m < n_mels_; ++m) out[m * stride] = mel_[m];
 }
 
 std::vector<float> LogMel::compute_raw(const float* samples, int64_t n) {

@@ -1,12 +1,10 @@
-// Whisper's log-mel front end (openai-whisper log_mel_spectrogram) in Eigen/kissfft: whole-signal,
+// Whisper's log-mel front end (openai-whisper log_mel_spectrogram) on FFTW: whole-signal,
 // 30 s padded windows, and an incremental framer that gives the same frames on a chunked stream.
 #pragma once
 
-#include <unsupported/Eigen/FFT>
-
-#include <complex>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 namespace omni {
@@ -32,10 +30,19 @@ inline int64_t log_mel_frames(int64_t n_samples) { return n_samples / kWhisperHo
 void normalize_log_mel(float* data, int64_t n, float max_value);
 void normalize_log_mel(float* data, int64_t n);
 
+// The 400-point real FFT of one frame (FFTW's r2c in double, planned once; defined in
+// log_mel.cpp so FFTW stays out of this header).
+class WhisperRfft;
+
 // The front end. Not thread-safe (the FFT keeps scratch state): one LogMel per thread/node.
 class LogMel {
  public:
   explicit LogMel(int n_mels = 80);
+  ~LogMel();
+  LogMel(const LogMel& other);  // its own FFT scratch
+  LogMel& operator=(const LogMel& other);
+  LogMel(LogMel&&) noexcept;
+  LogMel& operator=(LogMel&&) noexcept;
 
   int n_mels() const { return n_mels_; }
   const std::vector<float>& filters() const { return filters_; }
@@ -61,10 +68,9 @@ class LogMel {
   std::vector<float> filters_;  // [n_mels, 201]
   // Non-zero range [first, last) of each filter row, so the mel product skips the zeros.
   std::vector<int> first_, last_;
-  Eigen::FFT<double> fft_;
-  std::vector<double> windowed_;
-  std::vector<std::complex<double>> spectrum_;
+  std::unique_ptr<WhisperRfft> fft_;
   std::vector<double> power_;
+  std::vector<float> mel_;  // one column before it is written out
 };
 
 // Incremental Whisper framing of one continuous signal delivered in pieces. Frame j is centred on

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -87,6 +88,28 @@ TEST(LogMelParity, MatchesTorchReference) {
     std::printf("  %-8s %-8s %3d mels: max |diff| = %.3g\n", c["clip"].get<std::string>().c_str(),
                 c["mode"].get<std::string>().c_str(), n_mels, diff);
   }
+}
+
+TEST(LogMel, CopiesAndThreadsComputeTheSame) {
+  // Each LogMel owns its FFT plan and scratch (FFTW's planner is shared and locked): copies and
+  // instances made and used on several threads at once give the same bits.
+  const std::vector<float> x = noise(16000, 3);
+  LogMel a(128);
+  const std::vector<float> want = a.compute(x.data(), 16000);
+  LogMel b = a;
+  LogMel c(80);
+  c = b;
+  EXPECT_EQ(b.compute(x.data(), 16000), want);
+  EXPECT_EQ(c.compute(x.data(), 16000), want);
+  std::vector<std::vector<float>> got(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < 3; ++r) got[t] = LogMel(128).compute(x.data(), 16000);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
 }
 
 TEST(LogMel, FrameCountAndShortSignals) {
