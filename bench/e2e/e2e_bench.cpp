@@ -24,6 +24,7 @@
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/common/safetensors.h"
+#include "modalities/common/torch_compat.h"
 #include "models/shapes_voices/batch.h"
 #include "models/shapes_voices/pipeline.h"
 #include "models/shapes_voices/stream.h"

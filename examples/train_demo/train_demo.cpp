@@ -25,6 +25,7 @@
 #include "fusion/fusion_nodes.h"
 #include "fusion/heads.h"
 #include "modalities/common/safetensors.h"
+#include "modalities/common/torch_compat.h"
 #include "modalities/common/weights.h"
 #include "models/shapes_voices/model.h"
 #include "models/shapes_voices/pipeline.h"

@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #if TORCH_VERSION_MAJOR >= 2
 #define OMNI_HAVE_SDPA 1
@@ -31,10 +33,14 @@ at::Tensor combined_bool_mask(const at::Tensor& q, const at::Tensor& k, const at
   return m;
 }
 
-}  // namespace
+// Scores held at once by the explicit path (elements): past this the queries go in blocks.
+// 1M fp32 scores (4 MiB) stay in the L2/L3 caches and under glibc's mmap threshold, so the
+// softmax does not stream a [B, H, L, L] matrix through memory and every forward does not map
+// and fault in fresh zeroed pages (both were visible in fusion_bench's profile at L = 1024).
+constexpr int64_t kScoreBlockElements = int64_t(1) << 20;
 
-at::Tensor attention_explicit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const at::Tensor& mask, bool causal) {
+at::Tensor attention_dense(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& mask, bool causal) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   // Softmax in at least fp32 so half-precision inputs do not lose the normaliser.
   const auto compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -48,6 +54,35 @@ at::Tensor attention_explicit(const at::Tensor& q, const at::Tensor& k, const at
   const bool causal_only = causal && !mask.defined();
   if (m.defined() && !(causal_only && k.size(-2) >= q.size(-2))) p = at::nan_to_num(p, 0.0);
   return at::matmul(p, v.to(compute)).to(q.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor attention_explicit(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& mask, bool causal) {
+  const int64_t lq = q.size(-2), lk = k.size(-2);
+  const int64_t rows_of_scores = lq > 0 ? q.numel() / (q.size(-1) * lq) * lk : 0;
+  const int64_t block = rows_of_scores > 0 ? kScoreBlockElements / rows_of_scores : lq;
+  // Small problems, and causal attention with more queries than keys (rows that see no key),
+  // in one piece.
+  if (block >= lq || (causal && lk < lq)) return attention_dense(q, k, v, mask, causal);
+  const int64_t rows = std::max<int64_t>(block, 16);
+  const bool mask_rows = mask.defined() && mask.dim() >= 2 && mask.size(-2) == lq;
+  const bool mask_cols = mask.defined() && mask.dim() >= 1 && mask.size(-1) == lk;
+  std::vector<at::Tensor> parts;
+  for (int64_t s = 0; s < lq; s += rows) {
+    const int64_t e = std::min(lq, s + rows);
+    // Causal: the block's last query sees keys up to e + (lk - lq); the ones after it are masked
+    // for every row of the block and are not computed at all. Within the block, query i sits
+    // at key i + (kend - (e - s)) = s + i + (lk - lq), as attention_dense aligns it.
+    const int64_t kend = causal ? e + (lk - lq) : lk;
+    at::Tensor m = mask;
+    if (mask_rows) m = m.narrow(-2, s, e - s);
+    if (mask_cols) m = m.narrow(-1, 0, kend);
+    parts.push_back(attention_dense(q.narrow(-2, s, e - s), k.narrow(-2, 0, kend),
+                                    v.narrow(-2, 0, kend), m, causal));
+  }
+  return at::cat(parts, -2);
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -1,5 +1,7 @@
 #include "modalities/common/torch_compat.h"
 
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -98,6 +100,15 @@ std::string dtype_name(at::ScalarType t) {
     default:
       return c10::toString(t);
   }
+}
+
+void set_compute_threads(int n) {
+  if (n <= 0) return;
+  at::set_num_threads(n);
+  // Looked up at run time: Debian's libtorch links the system BLAS (libblas.so.3, chosen by
+  // update-alternatives), which may or may not be OpenBLAS.
+  using SetThreads = void (*)(int);
+  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
 void device_synchronize(const at::Device& device) {

@@ -31,6 +31,13 @@ at::ScalarType parse_dtype(const std::string& text, const at::Device& device,
 // "fp32", "bf16", "fp16" (or libtorch's name for other types).
 std::string dtype_name(at::ScalarType t);
 
+// Sets libtorch's intra-op threads and the thread pool of the BLAS behind it together (n > 0;
+// n <= 0 leaves both alone). libtorch 1.13 does not pass its setting on to OpenBLAS, whose pool
+// (one thread per core, spinning in sched_yield between calls) then competes with the caller's
+// own threads: with 2 graph workers on 2 cores the demo's batch graph ran 1.6x slower, and a
+// single-threaded fusion forward 1.3x slower, until OpenBLAS was held to n threads too.
+void set_compute_threads(int n);
+
 // Waits for all work queued on `device` (no-op on the CPU). For benchmarks and tests; the
 // pipeline itself synchronises through streams and events.
 void device_synchronize(const at::Device& device);

@@ -21,6 +21,7 @@
 #include "fusion/heads.h"
 #include "modalities/audio/log_mel.h"
 #include "modalities/common/safetensors.h"
+#include "modalities/common/torch_compat.h"
 #include "modalities/common/weights.h"
 #include "modalities/image/frame_tensor.h"
 #include "modalities/image/preprocess.h"

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 
 #include <chrono>
 #include <filesystem>
@@ -122,14 +121,6 @@ ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
   ro.workers = 2;
   graph->run(ro);
   return t;
-}
-
-void set_compute_threads(int n) {
-  if (n <= 0) return;
-  at::set_num_threads(n);
-  // Looked up at run time: the BLAS behind libtorch may not be OpenBLAS.
-  using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
 std::string default_model_dir() {

@@ -51,12 +51,6 @@ class Asker {
   DemoConfig config_;
 };
 
-// Sets libtorch's intra-op threads and OpenBLAS's own thread pool together (n > 0). libtorch 1.13
-// does not pass its setting on to OpenBLAS, whose pool (one thread per core, spinning between
-// calls) then competes with the graph's workers: with 2 workers on 2 cores the batch graph ran
-// 1.6x slower until OpenBLAS was held to n threads too.
-void set_compute_threads(int n);
-
 // Default model directory: models/shapes_voices under the current directory when present,
 // otherwise under the source tree this binary was built from.
 std::string default_model_dir();

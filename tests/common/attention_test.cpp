@@ -90,6 +90,13 @@ INSTANTIATE_TEST_SUITE_P(Layouts, AttentionShim,
                                            Case{4, 4, false, 1}, Case{4, 6, true, 1},
                                            Case{4, 4, false, 2}, Case{2, 5, true, 2}));
 
+// Past 1M scores the explicit path runs the queries in blocks (causal blocks skip the keys no row
+// of theirs can see); the same numbers as the naive reference.
+INSTANTIATE_TEST_SUITE_P(QueryBlocks, AttentionShim,
+                         ::testing::Values(Case{1100, 1100, true, 0}, Case{1000, 1300, true, 0},
+                                           Case{1100, 1100, false, 0}, Case{900, 1200, false, 1},
+                                           Case{800, 1400, true, 1}, Case{700, 1600, true, 2}));
+
 TEST(AttentionShim, ExplicitFullyMaskedRowGivesZeros) {
   at::Tensor q = at::randn({1, 1, 2, 4}), k = at::randn({1, 1, 3, 4}), v = at::randn({1, 1, 3, 4});
   at::Tensor mask = at::ones({2, 3}, at::kBool);
