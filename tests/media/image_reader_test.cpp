@@ -124,7 +124,9 @@ TEST_F(ImageFiles, HeadersClaimingHugePicturesAreRefused) {
       {"big.ppm", "P6 # comment\n 100000 100000\n255\n"},
       {"esc.pgm",
        "P5\n246555\x1b"
-       "3226\n255\n"},  // any control byte separates numbers
+       "3226\n255\n"},                                  // any control byte separates numbers
+      {"letters.pgm", "P5\n246553P4224A5\n26553\x14"},  // and so does any other non-digit
+      {"hash.pgm", "P5\n36556#24615\x12\n5P\x7f%@:6552=64.//"},  // '#' right after a number
       {"big.pam", "P7\nWIDTH 70000\nHEIGHT 70000\nDEPTH 3\nMAXVAL 255\nENDHDR\n"},
       {"big.png", std::string("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) + be32(60000) + be32(60000) +
                       std::string("\x08\x02\0\0\0", 5)},
@@ -136,6 +138,16 @@ TEST_F(ImageFiles, HeadersClaimingHugePicturesAreRefused) {
   };
   // Found by fuzz_image in the header reading itself: a RIFF file shorter than a WebP header.
   EXPECT_THROW(decode_image_rgb("RIFF", "short.webp"), InputError);
+  // Found by fuzz_image: OpenCV passed 160 bytes starting "((" to GDCM, whose DICOM reader
+  // aborted the process. Formats outside the list are refused before OpenCV sees them.
+  try {
+    decode_image_rgb(std::string("((") + std::string(158, '\0'), "x.dcm");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("not an image in a format omnipipe reads"),
+              std::string::npos)
+        << e.what();
+  }
   for (const auto& [name, bytes] : files) {
     try {
       decode_image_rgb(bytes, name);
