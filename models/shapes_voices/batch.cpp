@@ -181,73 +181,105 @@ ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vi
   return t;
 }
 
-std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
-                                        const std::vector<int>& questions, bool share_prefix,
-                                        bool batch_questions) {
-  c10::InferenceMode inference;
-  FusionTransformerImpl& f = *model.fusion;
-  // The Generate node's decoding parameters in the ask graph.
-  DecodeOptions d;
-  d.max_new_tokens = model.config.max_answer_tokens;
-  d.greedy = true;
-  d.stop_tokens = {SpecialTokens{}.eos};
+namespace {
+
+// One answer slot per question, in order; the ones that cannot be asked (unknown, or needing the
+// audio a silent clip lacks) carry their error, the others are listed in `asked`.
+std::vector<QuestionAnswer> plan_answers(const std::vector<int>& questions, bool has_audio,
+                                         std::vector<int>& asked) {
   std::vector<QuestionAnswer> out;
-  std::vector<size_t> asked;  // indices into `out` of the answerable questions
-  std::vector<FusedSequence> seqs;
   for (int q : questions) {
     QuestionAnswer a;
     a.question = q;
-    if (q < 0 || q >= kNumQuestions) {
+    if (q < 0 || q >= kNumQuestions)
       a.error = "unknown question";
-    } else if (kQuestionNeedsAudio[size_t(q)] && !tokens.has_audio) {
+    else if (kQuestionNeedsAudio[size_t(q)] && !has_audio)
       a.error = std::string("the clip has no audio track, so \"") + kQuestionText[size_t(q)] +
                 "\" cannot be answered (the question needs the spoken word)";
-    } else {
-      seqs.push_back(
-          layout_prompt(tokens.video, tokens.audio, question_chunk(kQuestionText[size_t(q)])));
-      a.tokens = seqs.back().length();
-      asked.push_back(out.size());
-    }
+    else
+      asked.push_back(q);
     out.push_back(std::move(a));
   }
-  if (seqs.empty()) return out;
-  std::vector<at::Tensor> embeds;
-  for (const auto& s : seqs) embeds.push_back(embed_sequence(f, s));
-  const auto take = [&](size_t k, GenerateResult r) {
-    out[asked[k]].answer = decode_byte_ids(r.tokens);
-    out[asked[k]].prompt_logits = std::move(r.prompt_logits);
-  };
-  if (!share_prefix) {
-    for (size_t k = 0; k < seqs.size(); ++k)
-      take(k, generate(f, embeds[k], seqs[k].positions, d, nullptr));
-    return out;
+  return out;
+}
+
+// Runs a graph with the answering nodes of pipeline.h (add_answer_nodes) on one thread and puts
+// Generate's answers and prompt logits, in question order, into the slots without an error.
+void run_answering_graph(const GraphBuilder& b, std::vector<QuestionAnswer>& answers) {
+  auto graph = b.build(demo_registry());
+  std::mutex mu;
+  std::vector<std::string> texts;
+  std::vector<at::Tensor> logits;
+  std::vector<int64_t> lengths;
+  graph->observe("generate.text", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    texts.push_back(p.get<std::string>());
+  });
+  graph->observe("generate.logits", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    logits.push_back(p.get<at::Tensor>());
+  });
+  graph->observe("seq.sequence", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    lengths.push_back(p.get<FusedSequence>().length());
+  });
+  RunOptions ro;
+  ro.workers = 1;  // callers run several graphs side by side instead
+  graph->run(ro);
+  size_t k = 0;  // the graph answers the askable questions in order
+  for (auto& a : answers) {
+    if (!a.error.empty()) continue;
+    if (k >= texts.size() || k >= logits.size())
+      throw RunError("the ask graph gave " + std::to_string(texts.size()) +
+                     " answers for more questions");
+    a.answer = texts[k];
+    a.prompt_logits = logits[k];
+    a.tokens = k < lengths.size() ? lengths[k] : 0;
+    ++k;
   }
-  // The question is the only text and comes after the media: everything before it is the same
-  // for every question about this clip, so it runs once into the cache.
-  const auto prefix_of = [](const FusedSequence& s) {
-    return s.length() - (s.tokens.count("text") ? s.tokens.at("text") : 0);
-  };
-  const int64_t p = prefix_of(seqs[0]);
-  for (const auto& s : seqs)
-    if (prefix_of(s) != p)
-      throw RunError("answer_clip: the clip's prefix differs between questions (" +
-                     std::to_string(p) + " vs " + std::to_string(prefix_of(s)) + " tokens)");
-  KVCache cache;
-  if (p > 0) f.forward(embeds[0].slice(1, 0, p), seqs[0].positions.slice(1, 0, p), &cache);
-  if (batch_questions && p > 0 && seqs.size() > 1) {
-    std::vector<at::Tensor> q_embeds, q_pos;
-    for (size_t k = 0; k < seqs.size(); ++k) {
-      q_embeds.push_back(embeds[k].slice(1, p));
-      q_pos.push_back(seqs[k].positions.slice(1, p));
-    }
-    auto results = generate_batch(f, q_embeds, q_pos, d, &cache);
-    for (size_t k = 0; k < seqs.size(); ++k) take(k, std::move(results[k]));
-    return out;
+  if (k != texts.size())
+    throw RunError("the ask graph gave " + std::to_string(texts.size()) + " answers for " +
+                   std::to_string(k) + " questions");
+}
+
+// A clip's encoded tokens into a graph, as the encoder nodes would have emitted them.
+class TokenFeed : public Node {
+ public:
+  static constexpr Output<TokenChunk> kVideo{"video", "video frame tokens"};
+  static constexpr Output<TokenChunk> kAudio{"audio", "audio window tokens"};
+  static Contract contract() {
+    return Contract().doc("a clip's encoded tokens").output(kVideo).output(kAudio);
   }
-  for (size_t k = 0; k < seqs.size(); ++k) {
-    take(k, generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache));
-    cache.truncate(p);
+  explicit TokenFeed(const ClipTokens* tokens) : tokens_(tokens) {}
+  Flow process(Context& ctx) override {
+    for (const TokenChunk& c : tokens_->video) ctx.emit(kVideo, c, Timestamp(c.start_us));
+    for (const TokenChunk& c : tokens_->audio) ctx.emit(kAudio, c, Timestamp(c.start_us));
+    return Flow::kDone;
   }
+
+ private:
+  const ClipTokens* tokens_;
+};
+
+}  // namespace
+
+std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
+                                        const std::vector<int>& questions, bool share_prefix,
+                                        bool batch_questions) {
+  AskGraphOptions o;
+  std::vector<QuestionAnswer> out = plan_answers(questions, tokens.has_audio, o.questions);
+  if (o.questions.empty()) return out;
+  // The answering half of the ask graph (UnifiedSequencer -> Generate) on this model.
+  o.model = std::make_shared<ShapesVoices>(
+      std::dynamic_pointer_cast<ShapesVoicesImpl>(model.shared_from_this()));
+  o.share_prefix = share_prefix;
+  o.batch_questions = share_prefix && batch_questions;
+  GraphBuilder b("answer");
+  add_answer_nodes(b, model.config, /*weights=*/"", o);
+  b.add_instance("tokens", "TokenFeed", TokenFeed::contract(),
+                 [&tokens] { return std::make_unique<TokenFeed>(&tokens); });
+  b.connect("tokens.video", "seq.video").connect("tokens.audio", "seq.audio");
+  run_answering_graph(b, out);
   return out;
 }
 
@@ -444,50 +476,9 @@ class AskClip : public Node {
     if (!fs::exists(job.path)) throw InputError("clip '" + job.path + "' does not exist");
     AskGraphOptions o = s.graph;
     o.audio = has_audio_stream(job.path);
-    std::vector<QuestionAnswer> answers;
-    for (int q : job.questions) {
-      QuestionAnswer a;
-      a.question = q;
-      if (kQuestionNeedsAudio[size_t(q)] && !o.audio)
-        a.error = std::string("the clip has no audio track, so \"") + kQuestionText[size_t(q)] +
-                  "\" cannot be answered (the question needs the spoken word)";
-      else
-        o.questions.push_back(q);
-      answers.push_back(std::move(a));
-    }
-    if (!o.questions.empty()) {
-      auto graph = ask_graph(job.path, s.config, s.weights, o).build(demo_registry());
-      std::mutex mu;
-      std::vector<std::string> texts;
-      std::vector<at::Tensor> logits;
-      std::vector<int64_t> lengths;
-      graph->observe("generate.text", [&](const Packet& pk) {
-        std::lock_guard lock(mu);
-        texts.push_back(pk.get<std::string>());
-      });
-      graph->observe("generate.logits", [&](const Packet& pk) {
-        std::lock_guard lock(mu);
-        logits.push_back(pk.get<at::Tensor>());
-      });
-      graph->observe("seq.sequence", [&](const Packet& pk) {
-        std::lock_guard lock(mu);
-        lengths.push_back(pk.get<FusedSequence>().length());
-      });
-      RunOptions ro;
-      ro.workers = 1;  // the job graph's workers run clips side by side instead
-      graph->run(ro);
-      if (texts.size() != o.questions.size() || logits.size() != texts.size())
-        throw RunError("the ask graph gave " + std::to_string(texts.size()) + " answers for " +
-                       std::to_string(o.questions.size()) + " questions");
-      size_t k = 0;  // the graph's answers come in the order of o.questions
-      for (auto& a : answers) {
-        if (!a.error.empty()) continue;
-        a.answer = texts[k];
-        a.prompt_logits = logits[k];
-        a.tokens = k < lengths.size() ? lengths[k] : 0;
-        ++k;
-      }
-    }
+    std::vector<QuestionAnswer> answers = plan_answers(job.questions, o.audio, o.questions);
+    if (!o.questions.empty())
+      run_answering_graph(ask_graph(job.path, s.config, s.weights, o), answers);
     std::vector<nlohmann::ordered_json> records;
     for (const auto& a : answers) {
       if (s.on_answer) s.on_answer(job, a);

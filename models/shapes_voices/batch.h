@@ -78,11 +78,11 @@ struct QuestionAnswer {
   int64_t tokens = 0;
   at::Tensor prompt_logits;  // [V] the LM head after the prompt (GenerateResult::prompt_logits)
 };
-// Greedy answers through the fusion transformer. With `share_prefix`, the clip's tokens (the
-// prompt minus the question) are run once into the KV cache and each question continues from
-// there; otherwise every question runs its full prompt. With `batch_questions` too, the questions
-// then run as one batch (fusion's generate_batch: padded, masked): one forward for their prompts
-// and one per answer token instead of one per question and token.
+// Greedy answers from tokens encoded beforehand, through the answering half of the ask graph
+// (pipeline.h add_answer_nodes: UnifiedSequencer -> Generate on this model). With `share_prefix`,
+// the clip's tokens run once into Generate's KV cache and each question continues from there;
+// with `batch_questions` too, the questions then run as one batch (fusion's generate_batch:
+// padded, masked): one forward for their prompts and one per answer token.
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
                                         const std::vector<int>& questions, bool share_prefix = true,
                                         bool batch_questions = true);

@@ -96,25 +96,15 @@ std::map<std::string, ParamValue> audio_encoder_params(const DemoConfig& c,
           {"device", device}};
 }
 
-GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::string& weights,
-                       const AskGraphOptions& o) {
-  if (o.questions.empty()) throw ConfigError("ask_graph: no questions");
+void add_answer_nodes(GraphBuilder& b, const DemoConfig& c, const std::string& weights,
+                      const AskGraphOptions& o) {
+  if (o.questions.empty()) throw ConfigError("ask graph: no questions");
   StringList questions;
   for (int q : o.questions) {
     if (q < 0 || q >= kNumQuestions)
-      throw ConfigError("ask_graph: question index " + std::to_string(q) + " out of range");
+      throw ConfigError("ask graph: question index " + std::to_string(q) + " out of range");
     questions.push_back(kQuestionText[size_t(q)]);
   }
-  auto src = source_params(clip, c, o.audio);
-  src["audio_chunk_ms"] = o.audio_chunk_ms;
-  src["threads"] = o.decode_threads;
-  src["speed"] = o.speed;
-  auto mel = log_mel_params(c);
-  mel["window_s"] = o.audio_window_s;
-  auto audio = audio_encoder_params(c, weights, o.device);
-  audio["window_s"] = o.audio_window_s;
-  // 0: every frame of the clip in one forward (the encoder flushes its batch at the end).
-  const int64_t vision_batch = o.vision_batch > 0 ? o.vision_batch : int64_t{1} << 40;
   std::map<std::string, ParamValue> generate = {{"dim", c.dim},
                                                 {"layers", c.layers},
                                                 {"heads", c.heads},
@@ -126,41 +116,60 @@ GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::
                                                 {"device", o.device},
                                                 {"share_prefix", o.share_prefix || o.prefill},
                                                 {"batch_questions", o.batch_questions}};
-  GraphBuilder b("ask");
-  b.add("src", "MediaSource", std::move(src))
-      .add("pre", "ImagePreprocess", preprocess_params(c))
-      .add("question", "TextSource", {{"texts", questions}})
+  b.add("question", "TextSource", {{"texts", questions}})
       .add("tokenize", "TextEncoder",
            {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
       .add("seq", "UnifiedSequencer", {{"prompt_per_text", true}, {"emit_partial", o.prefill}});
-  const auto vision = vision_encoder_params(c, weights, vision_batch, o.device);
   if (o.model) {
-    // The nodes use the loaded model's modules (one copy of the weights for every graph).
+    // The node uses the loaded model's transformer (one copy of the weights for every graph).
     const auto m = o.model;
     b.add_instance(
-         "vision", "ImageEncoder", ImageEncoder::contract(),
-         [m] { return std::make_unique<ImageEncoder>((*m)->vision); }, vision)
-        .add_instance(
-            "generate", "Generate", Generate::contract(),
-            [m] { return std::make_unique<Generate>((*m)->fusion); }, generate);
+        "generate", "Generate", Generate::contract(),
+        [m] { return std::make_unique<Generate>((*m)->fusion); }, generate);
   } else {
-    b.add("vision", "ImageEncoder", vision).add("generate", "Generate", generate);
+    b.add("generate", "Generate", generate);
   }
-  b.connect("src.video", "pre.in")
-      .connect("pre.out", "vision.image")
-      .connect("vision.tokens", "seq.video")
-      .connect("question.text", "tokenize.text")
+  b.connect("question.text", "tokenize.text")
       .connect("tokenize.tokens", "seq.text")
       .connect("seq.sequence", "generate.sequence")
       .output("generate.text")
       .output("generate.logits")
-      .output("seq.sequence")
-      .output("src.video");
+      .output("seq.sequence");
   if (o.prefill) b.connect("seq.partial", "generate.prefill");
+}
+
+GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::string& weights,
+                       const AskGraphOptions& o) {
+  auto src = source_params(clip, c, o.audio);
+  src["audio_chunk_ms"] = o.audio_chunk_ms;
+  src["threads"] = o.decode_threads;
+  src["speed"] = o.speed;
+  // 0: every frame of the clip in one forward (the encoder flushes its batch at the end).
+  const int64_t vision_batch = o.vision_batch > 0 ? o.vision_batch : int64_t{1} << 40;
+  const auto vision = vision_encoder_params(c, weights, vision_batch, o.device);
+  GraphBuilder b("ask");
+  add_answer_nodes(b, c, weights, o);
+  b.add("src", "MediaSource", std::move(src)).add("pre", "ImagePreprocess", preprocess_params(c));
+  if (o.model) {
+    const auto m = o.model;  // the loaded model's ViT
+    b.add_instance(
+        "vision", "ImageEncoder", ImageEncoder::contract(),
+        [m] { return std::make_unique<ImageEncoder>((*m)->vision); }, vision);
+  } else {
+    b.add("vision", "ImageEncoder", vision);
+  }
+  b.connect("src.video", "pre.in")
+      .connect("pre.out", "vision.image")
+      .connect("vision.tokens", "seq.video")
+      .output("src.video");
   if (o.audio) {
+    auto mel = log_mel_params(c);
+    mel["window_s"] = o.audio_window_s;
+    auto audio = audio_encoder_params(c, weights, o.device);
+    audio["window_s"] = o.audio_window_s;
     b.add("mel", "LogMel", std::move(mel));
     if (o.model) {
-      const auto m = o.model;
+      const auto m = o.model;  // the loaded model's audio encoder
       b.add_instance(
           "audio", "AudioEncoder", AudioEncoderNode::contract(),
           [m] { return std::make_unique<AudioEncoderNode>((*m)->audio); }, audio);

@@ -56,6 +56,14 @@ struct AskGraphOptions {
 GraphBuilder ask_graph(const std::string& clip, const DemoConfig& config,
                        const std::string& weights, const AskGraphOptions& options);
 
+// The answering half of ask_graph(), for graphs whose media tokens come from elsewhere: question
+// (TextSource, the options' questions) -> tokenize (TextEncoder) -> seq.text, seq
+// (UnifiedSequencer, one prompt per question; connect media to seq.video / seq.audio) -> generate
+// (Generate, on options.model's fusion transformer when set). Observable: generate.text,
+// generate.logits, seq.sequence.
+void add_answer_nodes(GraphBuilder& b, const DemoConfig& config, const std::string& weights,
+                      const AskGraphOptions& options);
+
 // Whether the file has an audio stream (probe). Throws InputError for a file FFmpeg cannot open.
 bool has_audio_stream(const std::string& path);
 
