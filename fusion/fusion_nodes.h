@@ -58,11 +58,22 @@ std::vector<int64_t> parse_id_list(const std::string& text, const std::string& w
 
 class Generate : public Node {
  public:
+  Generate() = default;
+  // A program that holds the model already (e.g. one per process, shared by a graph per clip)
+  // passes it here: open() then uses it as it is and does not build or load one (the model
+  // parameters are not used). The model must not change while a graph uses it.
+  explicit Generate(FusionTransformer shared) : model_(std::move(shared)), shared_(true) {}
   static constexpr Input<FusedSequence> kSequence{"sequence", "the unified token sequence"};
+  static constexpr OptionalInput<FusedSequence> kPrefill{
+      "prefill",
+      "the start of a prompt still growing (UnifiedSequencer.partial): run into the KV cache "
+      "ahead of the `sequence` it starts, no answer (needs share_prefix)"};
   static constexpr Output<std::string> kText{
       "text", "decoded text (byte tokenizer; special tokens skipped)"};
   static constexpr Output<std::vector<int64_t>> kIds{
       "ids", "generated token ids (without the stop token)"};
+  static constexpr Output<at::Tensor> kLogits{
+      "logits", "[vocab] float32 on the CPU: the LM head after the prompt's last token"};
   static constexpr Param<int64_t> kMaxNewTokens{"max_new_tokens", 32,
                                                 "upper bound on generated tokens"};
   static constexpr Param<std::string> kDecoding{"decoding", "greedy", "greedy or sample"};
@@ -79,15 +90,45 @@ class Generate : public Node {
       "stream", false,
       "keep the KV cache across segments (a streaming sequencer's later segments are appended "
       "instead of starting over)"};
+  static constexpr Param<bool> kSharePrefix{
+      "share_prefix", false,
+      "keep the KV cache of the last prompt and reuse it for the start the next sequence shares "
+      "with it (compared token by token: embeddings and positions), e.g. several questions about "
+      "one clip, or the `prefill` of a growing prompt"};
+  static constexpr Param<bool> kBatchQuestions{
+      "batch_questions", false,
+      "hold the sequences until the input ends, then run their shared start once (with "
+      "share_prefix) and decode them as one batch: one padded, masked forward per step"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
+  void close(Context& ctx) override;  // answers the held batch
 
  private:
+  struct Held {
+    FusedSequence seq;
+    Timestamp ts;
+  };
+  // Tokens at the start of (embeds, positions) that equal what the cache holds.
+  int64_t cached_prefix(const at::Tensor& embeds, const at::Tensor& positions) const;
+  // Cuts the cache to the start it shares with (embeds, positions), at most `most` tokens; counts
+  // the reused tokens and prefilled ones that were not reused. Returns the tokens kept.
+  int64_t reuse(Context& ctx, const at::Tensor& embeds, const at::Tensor& positions, int64_t most);
+  // Runs tokens [from, to) into the cache, which then holds the first `to` tokens.
+  void extend_cache(const at::Tensor& embeds, const at::Tensor& positions, int64_t from,
+                    int64_t to);
+  void answer(Context& ctx, const FusedSequence& seq, Timestamp ts);
+  void answer_batch(Context& ctx);
+  void emit_result(Context& ctx, const GenerateResult& r, Timestamp ts);
+
   FusionTransformer model_{nullptr};
+  bool shared_ = false;
   DecodeOptions decode_;
-  bool stream_ = false;
+  bool stream_ = false, share_prefix_ = false, batch_ = false;
   KVCache cache_;
+  at::Tensor cached_embeds_, cached_positions_;  // what cache_ holds (share_prefix)
+  int64_t prefilled_ = 0;  // tokens of cache_ that came from `prefill` and are not yet reused
+  std::vector<Held> held_;
   bool byte_text_ = true;
 };
 

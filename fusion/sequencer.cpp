@@ -20,6 +20,8 @@ void SequencerConfig::validate() const {
     throw ConfigError("UnifiedSequencer: position_ids_per_second and chunk_s must be > 0");
   for (int64_t b : {max_tokens, max_text, max_image, max_video, max_audio})
     if (b < 0) throw ConfigError("UnifiedSequencer: token budgets must be >= 0 (0 = unlimited)");
+  if (prompt_per_text && segment_s > 0)
+    throw ConfigError("UnifiedSequencer: prompt_per_text needs the whole input (segment_s 0)");
 }
 
 SegmentAssembler::SegmentAssembler(SequencerConfig cfg) : cfg_(std::move(cfg)) {
@@ -51,6 +53,22 @@ std::vector<FusedSequence> SegmentAssembler::take_ready(int64_t watermark_us) {
 
 std::vector<FusedSequence> SegmentAssembler::finish() {
   std::vector<FusedSequence> out;
+  if (cfg_.prompt_per_text) {  // whole input: windows_ holds window 0 only
+    std::vector<TokenChunk> media, texts;
+    for (auto& [w, chunks] : windows_)
+      for (auto& c : chunks)
+        (c.modality == Modality::kText ? texts : media).push_back(std::move(c));
+    const bool any = !windows_.empty();
+    windows_.clear();
+    if (!any) return out;
+    if (texts.empty()) out.push_back(assemble(std::move(media), 0, next_position_));
+    for (auto& t : texts) {
+      std::vector<TokenChunk> chunks = media;
+      chunks.push_back(std::move(t));
+      out.push_back(assemble(std::move(chunks), 0, next_position_));
+    }
+    return out;
+  }
   for (auto& [w, chunks] : windows_) {
     out.push_back(assemble(std::move(chunks), next_segment_++, next_position_));
     if (cfg_.continue_positions) next_position_ = out.back().next_position();
@@ -60,6 +78,34 @@ std::vector<FusedSequence> SegmentAssembler::finish() {
 }
 
 namespace {
+
+// The first n tokens of a sequence (n <= its length).
+FusedSequence first_tokens(const FusedSequence& s, int64_t n) {
+  FusedSequence out;
+  for (const FusedPiece& p : s.pieces) {
+    if (p.offset >= n) break;
+    FusedPiece q = p;
+    const int64_t k = std::min(p.length(), n - p.offset);
+    if (q.ids.defined()) q.ids = q.ids.slice(0, 0, k);
+    if (q.embeddings.defined()) q.embeddings = q.embeddings.slice(0, 0, k);
+    out.pieces.push_back(std::move(q));
+  }
+  out.positions = s.positions.slice(1, 0, n);
+  out.modality.assign(s.modality.begin(), s.modality.begin() + n);
+  for (const auto& b : s.boundaries)
+    if (b.first < n) out.boundaries.push_back(b);
+  out.text_ids = s.text_ids.slice(0, 0, n);
+  out.segment = s.segment;
+  out.start_us = s.start_us;
+  out.end_us = s.end_us;
+  const auto boundaries = static_cast<int64_t>(out.boundaries.size());
+  for (Modality m : out.modality) ++out.tokens[modality_name(m)];
+  if (boundaries > 0) {
+    out.tokens["boundary"] = boundaries;
+    if ((out.tokens["text"] -= boundaries) == 0) out.tokens.erase("text");
+  }
+  return out;
+}
 
 int64_t budget_of(const SequencerConfig& c, Modality m) {
   switch (m) {
@@ -238,6 +284,33 @@ FusedSequence SegmentAssembler::assemble(std::vector<TokenChunk> chunks, int64_t
   return seq;
 }
 
+FusedSequence SegmentAssembler::media_prefix(int64_t chunks) {
+  std::vector<TokenChunk> media;
+  for (const auto& [w, cs] : windows_)
+    for (const TokenChunk& c : cs)
+      if (c.modality != Modality::kText && c.num_tokens() > 0) media.push_back(c);
+  if (media.empty() || chunks <= 0) return {};
+  const FusedSequence seq = assemble(std::move(media), next_segment_, next_position_);
+  // The media start after their leading boundary tokens; the first `chunks` pieces of chunk_s
+  // take the temporal positions below `limit` (as the interleaving groups them).
+  int64_t i0 = 0;
+  while (i0 < seq.length() && seq.modality[size_t(i0)] == Modality::kText) ++i0;
+  if (i0 == 0 || i0 == seq.length()) return {};
+  const at::Tensor t = seq.positions[0].contiguous();
+  const int64_t* tp = t.data_ptr<int64_t>();
+  const auto per_chunk =
+      static_cast<int64_t>(cfg_.layout.position_ids_per_second * cfg_.layout.seconds_per_chunk);
+  const int64_t base = tp[i0 - 1] + 1;
+  const int64_t limit = chunks >= (INT64_MAX - base) / std::max<int64_t>(per_chunk, 1)
+                            ? INT64_MAX
+                            : base + per_chunk * chunks;
+  int64_t end = i0;
+  while (end < seq.length() && seq.modality[size_t(end)] != Modality::kText && tp[end] < limit)
+    ++end;
+  if (end == i0) return {};
+  return first_tokens(seq, end);
+}
+
 // ---- the node ----
 
 Contract UnifiedSequencer::contract() {
@@ -251,6 +324,7 @@ Contract UnifiedSequencer::contract() {
       .input(kVideo)
       .input(kAudio)
       .output(kSequence)
+      .output(kPartial)
       .param(kSegment)
       .param(kChunk)
       .param(kPositionIdsPerSecond)
@@ -268,6 +342,8 @@ Contract UnifiedSequencer::contract() {
       .param(kAudioEnd)
       .param(kVideoStart)
       .param(kVideoEnd)
+      .param(kPromptPerText)
+      .param(kEmitPartial)
       .policy(InputPolicy::kImmediate);
 }
 
@@ -279,6 +355,7 @@ void UnifiedSequencer::open(Context& ctx) {
   c.text_position = ctx.param(kTextPosition);
   c.pair_audio_video = ctx.param(kPairAudioVideo);
   c.continue_positions = ctx.param(kContinuePositions);
+  c.prompt_per_text = ctx.param(kPromptPerText);
   c.max_tokens = ctx.param(kMaxTokens);
   c.max_text = ctx.param(kMaxText);
   c.max_image = ctx.param(kMaxImage);
@@ -292,6 +369,10 @@ void UnifiedSequencer::open(Context& ctx) {
   sp.video_start = ctx.param(kVideoStart);
   sp.video_end = ctx.param(kVideoEnd);
   asm_ = std::make_unique<SegmentAssembler>(c);  // ConfigError; the runtime names the node
+  partial_ = ctx.param(kEmitPartial);
+  if (partial_ && (c.segment_s > 0 || c.text_position != "after"))
+    throw ConfigError("emit_partial needs the whole input (segment_s 0) and text_position after");
+  if (!partial_) ctx.close_output(kPartial);
 }
 
 Flow UnifiedSequencer::process(Context& ctx) {
@@ -300,9 +381,15 @@ Flow UnifiedSequencer::process(Context& ctx) {
     const auto pk = ctx.input(*media);
     if (pk.empty()) continue;
     const int port = ctx.input_port(*media);
-    latest_us_[port] = std::max(latest_us_[port], pk.get().start_us);
-    asm_->add(pk.get());
+    const TokenChunk& c = pk.get();
+    latest_us_[port] = std::max(latest_us_[port], c.start_us);
+    if (c.num_tokens() > 0) first_media_us_ = std::min(first_media_us_, c.start_us);
+    // A visual chunk at t: every earlier one has come (timestamps increase); audio: up to its end.
+    const auto it = covered_us_.try_emplace(port, INT64_MIN).first;
+    it->second = std::max(it->second, std::max(c.start_us, c.end_us));
+    asm_->add(c);
   }
+  if (partial_) emit_partial(ctx);
   if (asm_->config().segment_s > 0) {
     // A window is complete once every media input still open has moved past its end.
     int64_t watermark = INT64_MAX;
@@ -319,6 +406,33 @@ Flow UnifiedSequencer::process(Context& ctx) {
 
 void UnifiedSequencer::close(Context& ctx) { emit_all(ctx, asm_->finish()); }
 
+void UnifiedSequencer::emit_partial(Context& ctx) {
+  if (first_media_us_ == INT64_MAX) return;
+  // Media time every media input has delivered all its chunks for (an input that has ended has
+  // delivered everything).
+  int64_t covered = INT64_MAX;
+  for (const auto* media : {&kImage, &kVideo, &kAudio}) {
+    const int port = ctx.input_port(*media);
+    if (ctx.input_done(port)) continue;
+    auto it = covered_us_.find(port);
+    covered = std::min(covered, it == covered_us_.end() ? INT64_MIN : it->second);
+  }
+  if (covered == INT64_MIN) return;
+  const auto chunk_us = static_cast<int64_t>(asm_->config().layout.seconds_per_chunk * 1e6);
+  const int64_t chunks =
+      covered == INT64_MAX ? SegmentAssembler::kAllChunks : (covered - first_media_us_) / chunk_us;
+  if (chunks <= partial_chunks_) return;
+  partial_chunks_ = chunks;
+  FusedSequence s = asm_->media_prefix(chunks);
+  if (s.length() <= partial_tokens_) return;
+  partial_tokens_ = s.length();
+  ctx.count("partial_sequences");
+  const int64_t ts = std::max(last_ts_ + 1, s.start_us);
+  last_ts_ = ts;
+  ctx.emit(kPartial, std::move(s), Timestamp(ts));
+  ctx.set_bound(kSequence, Timestamp(ts + 1));  // sync consumers need not wait on `sequence`
+}
+
 void UnifiedSequencer::emit_all(Context& ctx, std::vector<FusedSequence> seqs) {
   for (auto& s : seqs) {
     for (const auto& [mod, n] : s.truncated) {
@@ -332,6 +446,7 @@ void UnifiedSequencer::emit_all(Context& ctx, std::vector<FusedSequence> seqs) {
     const int64_t ts = std::max(last_ts_ + 1, s.start_us);
     last_ts_ = ts;
     ctx.emit(kSequence, std::move(s), Timestamp(ts));
+    if (partial_) ctx.set_bound(kPartial, Timestamp(ts + 1));
   }
 }
 

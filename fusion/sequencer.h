@@ -20,6 +20,9 @@ struct SequencerConfig {
   std::string text_position = "after";  // after | before | time (text relative to the media)
   bool pair_audio_video = true;         // interleave a clip's video with its soundtrack
   bool continue_positions = true;       // segment k+1 numbers on after segment k's largest id
+  // Whole-input mode: each text chunk is a prompt of its own after the same media, one sequence
+  // per text chunk (several questions about one input); all of them segment 0.
+  bool prompt_per_text = false;
   // Token budgets (0: unlimited). Media over budget lose their latest tokens (audio rows, whole
   // video frames / images); text keeps its first tokens. Every drop is recorded.
   int64_t max_tokens = 0, max_text = 0, max_image = 0, max_video = 0, max_audio = 0;
@@ -35,6 +38,13 @@ class SegmentAssembler {
   std::vector<FusedSequence> take_ready(int64_t watermark_us);
   // Everything still buffered (at close / when all inputs are done).
   std::vector<FusedSequence> finish();
+  // Whole-input mode, while the input still arrives: the layout of the media gathered so far, cut
+  // after the first `chunks` chunk_s pieces of media time (from the earliest media chunk's start)
+  // or before the first boundary token after the media began (text is left out). It is the start
+  // of what finish() will lay out as long as no media chunk of those pieces arrives later and no
+  // token budget cuts. Empty when there is no media. kAllChunks: all the media gathered.
+  static constexpr int64_t kAllChunks = INT64_MAX / 2;
+  FusedSequence media_prefix(int64_t chunks);
   const SequencerConfig& config() const { return cfg_; }
 
   // Lays out one segment's chunks (budgets, order, pairing, positions); public for tests.
@@ -55,6 +65,10 @@ class UnifiedSequencer : public Node {
       "video", "video frame tokens (one chunk per frame or clip)"};
   static constexpr OptionalInput<TokenChunk> kAudio{"audio", "audio tokens"};
   static constexpr Output<FusedSequence> kSequence{"sequence", "one fused sequence per segment"};
+  static constexpr Output<FusedSequence> kPartial{
+      "partial",
+      "with emit_partial: the media laid out so far (complete chunk_s pieces, no text), growing "
+      "while the input arrives; for Generate.prefill"};
   static constexpr Param<double> kSegment{
       "segment_s", 0.0, "segment length in seconds for streaming; 0 = the whole input"};
   static constexpr Param<double> kChunk{
@@ -69,6 +83,15 @@ class UnifiedSequencer : public Node {
       "only audio)"};
   static constexpr Param<bool> kContinuePositions{
       "continue_positions", true, "later segments number on after the largest id so far"};
+  static constexpr Param<bool> kPromptPerText{
+      "prompt_per_text", false,
+      "whole input: each text packet is a prompt of its own after the same media (one sequence "
+      "per text packet, e.g. several questions about one clip)"};
+  static constexpr Param<bool> kEmitPartial{
+      "emit_partial", false,
+      "whole input, text after the media: each time another chunk_s of media time is complete on "
+      "every open media input, emit the media laid out so far on `partial` (a Generate with "
+      "share_prefix prefills it while the input still arrives)"};
   static constexpr Param<int64_t> kMaxTokens{"max_tokens", 0,
                                              "token budget per sequence (0 = unlimited)"};
   static constexpr Param<int64_t> kMaxText{"max_text_tokens", 0,
@@ -98,8 +121,14 @@ class UnifiedSequencer : public Node {
 
  private:
   void emit_all(Context& ctx, std::vector<FusedSequence> seqs);
+  void emit_partial(Context& ctx);
   std::unique_ptr<SegmentAssembler> asm_;
-  std::map<int, int64_t> latest_us_;  // media input port -> latest chunk start seen
+  std::map<int, int64_t> latest_us_;   // media input port -> latest chunk start seen
+  std::map<int, int64_t> covered_us_;  // media input port -> media time all of whose chunks came
+  int64_t first_media_us_ = INT64_MAX;
+  bool partial_ = false;
+  int64_t partial_chunks_ = 0;  // complete chunk_s pieces already emitted on `partial`
+  int64_t partial_tokens_ = 0;
   int64_t last_ts_ = INT64_MIN;
 };
 

@@ -54,7 +54,7 @@ void AudioEncoderNode::open(Context& ctx) {
       throw ConfigError("window_s x frames_per_second must be at least one frame");
     batch_ = ctx.param(kBatch);
     if (batch_ < 1) throw ConfigError("batch must be >= 1");
-    with_seed(ctx.param(kSeed), [&] { enc_ = AudioEncoder(o); });
+    if (!shared_) with_seed(ctx.param(kSeed), [&] { enc_ = AudioEncoder(o); });
   } catch (const InputError&) {
     throw;
   } catch (const ConfigError&) {
@@ -62,7 +62,11 @@ void AudioEncoderNode::open(Context& ctx) {
   } catch (const Error& e) {
     throw ConfigError(e.what());  // the model's option checks
   }
-  load_and_place(*enc_, ctx.param(kWeights), ctx.param(kPrefix), spec_);
+  if (!shared_) {
+    load_and_place(*enc_, ctx.param(kWeights), ctx.param(kPrefix), spec_);
+  } else if (const auto ps = enc_->parameters(); !ps.empty()) {
+    spec_ = {ps.front().device(), ps.front().scalar_type()};  // where the owner placed it
+  }
   if (spec_.device.is_cuda()) stager_ = std::make_unique<DeviceStager>(spec_.device);
   stream_ = ctx.param(kStream);
   if (stream_.empty()) stream_ = ctx.node_name() + "/audio";

@@ -18,6 +18,11 @@ namespace omni {
 
 class AudioEncoderNode : public Node, public EncoderParams {
  public:
+  AudioEncoderNode() = default;
+  // A program that holds the encoder already (e.g. shared by a graph per clip) passes it here:
+  // open() then uses it as it is, placed where it lives (the architecture, weights, seed, device
+  // and dtype parameters are not used). It must not change while a graph uses it.
+  explicit AudioEncoderNode(AudioEncoder shared) : enc_(std::move(shared)), shared_(true) {}
   static constexpr Input<at::Tensor> kMel{
       "mel", "log-mel [n_mels, T] (the LogMel node's output), at its start time"};
   static constexpr Output<TokenChunk> kTokens{
@@ -51,6 +56,7 @@ class AudioEncoderNode : public Node, public EncoderParams {
 
  private:
   AudioEncoder enc_{nullptr};
+  bool shared_ = false;
   DeviceSpec spec_;
   std::unique_ptr<DeviceStager> stager_;  // CUDA: pinned buffers + side-stream copies
   int64_t window_frames_ = kDefaultAudioWindowFrames;

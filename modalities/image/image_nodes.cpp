@@ -105,7 +105,7 @@ void ImageEncoder::open(Context& ctx) {
     batch_ = ctx.param(kBatch);
     if (batch_ < 1) throw ConfigError("batch must be >= 1");
     pre_ = preprocess_options_from(ctx, kImageSize);
-    with_seed(ctx.param(kSeed), [&] { vit_ = ViT(o); });
+    if (!shared_) with_seed(ctx.param(kSeed), [&] { vit_ = ViT(o); });
   } catch (const InputError&) {
     throw;
   } catch (const ConfigError&) {
@@ -113,7 +113,11 @@ void ImageEncoder::open(Context& ctx) {
   } catch (const Error& e) {
     throw ConfigError(e.what());  // the model's option checks
   }
-  load_and_place(*vit_, ctx.param(kWeights), ctx.param(kPrefix), spec_);
+  if (!shared_) {
+    load_and_place(*vit_, ctx.param(kWeights), ctx.param(kPrefix), spec_);
+  } else if (const auto ps = vit_->parameters(); !ps.empty()) {
+    spec_ = {ps.front().device(), ps.front().scalar_type()};  // where the owner placed it
+  }
   if (spec_.device.is_cuda()) stager_ = std::make_unique<DeviceStager>(spec_.device);
   stream_ = ctx.param(kStream);
   if (stream_.empty()) stream_ = ctx.node_name() + "/" + modality_name(modality_);

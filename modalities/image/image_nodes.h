@@ -56,6 +56,11 @@ class ImagePreprocess : public Node {
 
 class ImageEncoder : public Node, public EncoderParams {
  public:
+  ImageEncoder() = default;
+  // A program that holds the ViT already (e.g. shared by a graph per clip) passes it here: open()
+  // then uses it as it is, placed where it lives (the architecture, weights, seed, device and
+  // dtype parameters are not used). It must not change while a graph uses it.
+  explicit ImageEncoder(ViT shared) : vit_(std::move(shared)), shared_(true) {}
   static constexpr OptionalInput<at::Tensor> kImage{"image", "preprocessed float [3, H, W] images"};
 #if OMNI_WITH_MEDIA
   static constexpr OptionalInput<Frame> kFrame{"frame",
@@ -99,6 +104,7 @@ class ImageEncoder : public Node, public EncoderParams {
   void flush(Context& ctx);
 
   ViT vit_{nullptr};
+  bool shared_ = false;
   DeviceSpec spec_;
   std::unique_ptr<DeviceStager> stager_;  // CUDA: pinned buffers + side-stream copies
   Modality modality_ = Modality::kImage;

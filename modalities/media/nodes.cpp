@@ -4,7 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "core/error.h"
 #include "modalities/media/image_reader.h"
@@ -36,7 +38,8 @@ Contract MediaSource::contract() {
       .param(kAudioStream)
       .param(kAllowedProtocols)
       .param(kAllowNested)
-      .param(kRebase);
+      .param(kRebase)
+      .param(kSpeed);
 }
 
 void MediaSource::open(Context& ctx) {
@@ -63,6 +66,10 @@ void MediaSource::open(Context& ctx) {
   o.allowed_protocols = ctx.param(kAllowedProtocols);
   o.allow_nested = ctx.param(kAllowNested);
   o.rebase = ctx.param(kRebase);
+  speed_ = ctx.param(kSpeed);
+  if (!(speed_ >= 0) || !std::isfinite(speed_))
+    throw ConfigError("param 'speed' must be >= 0 (0 = as fast as decoded), got " +
+                      std::to_string(speed_));
   o.interrupt = [this] { return ctx_ && ctx_->stop_requested(); };
   ctx_ = &ctx;
   reader_ = std::make_unique<MediaReader>(std::move(o));
@@ -78,7 +85,9 @@ Flow MediaSource::process(Context& ctx) {
   bool more = reader_->next(item);
   ctx_ = nullptr;
   if (more) {
-    if (item.kind == MediaReader::Item::Kind::kVideo) {
+    const bool video = item.kind == MediaReader::Item::Kind::kVideo;
+    if (speed_ > 0) pace(ctx, video ? item.frame.pts_us : item.audio.end_us());
+    if (video) {
       Timestamp ts(item.frame.pts_us);
       ctx.emit(kVideo, std::move(item.frame), ts);
     } else {
@@ -88,6 +97,23 @@ Flow MediaSource::process(Context& ctx) {
   }
   report(ctx);
   return more ? Flow::kContinue : Flow::kDone;
+}
+
+void MediaSource::pace(Context& ctx, int64_t media_us) {
+  using Clock = std::chrono::steady_clock;
+  if (!started_) {
+    start_ = Clock::now();
+    started_ = true;
+  }
+  const auto due =
+      start_ + std::chrono::microseconds(static_cast<int64_t>(double(media_us) / speed_));
+  // In slices, so a cancelled graph does not wait for the rest of the clip.
+  while (!ctx.stop_requested()) {
+    const auto now = Clock::now();
+    if (now >= due) break;
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(due - now, std::chrono::milliseconds(50)));
+  }
 }
 
 void MediaSource::report(Context& ctx) {

@@ -2,6 +2,8 @@
 // Register them with register_media_nodes() (nodes.h) or add them to a GraphBuilder by class.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +46,11 @@ class MediaSource : public Node {
       "allow playlists/concat lists/SDP that open other resources (under allowed_protocols)"};
   static constexpr Param<bool> kRebase{"rebase", true,
                                        "timestamps relative to the container start time"};
+  static constexpr Param<double> kSpeed{
+      "speed", 0.0,
+      "play like a live recording: each frame is released at its timestamp and each audio chunk "
+      "at its end, relative to the first output, divided by speed (1 = real time; 0 = as fast "
+      "as decoded)"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
@@ -51,7 +58,11 @@ class MediaSource : public Node {
 
  private:
   void report(Context& ctx);
+  void pace(Context& ctx, int64_t media_us);  // sleeps until media_us is due (speed > 0)
   std::unique_ptr<MediaReader> reader_;
+  double speed_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  bool started_ = false;
   Context* ctx_ = nullptr;  // the context of the call in progress, for the interrupt callback
   MediaReaderStats reported_;
 };

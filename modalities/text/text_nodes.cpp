@@ -16,16 +16,22 @@ Contract TextSource::contract() {
       .doc("Emits the string `text` once, at `timestamp_us`, then finishes")
       .output(kText)
       .param(kTextParam)
-      .param(kTimestamp);
+      .param(kTimestamp)
+      .param(kTexts);
 }
 
 void TextSource::open(Context& ctx) {
-  text_ = ctx.param(kTextParam);
+  const std::string& text = ctx.param(kTextParam);
+  const StringList& more = ctx.param(kTexts);
+  texts_.clear();
+  if (!text.empty() || more.empty()) texts_.push_back(text);
+  texts_.insert(texts_.end(), more.begin(), more.end());
   ts_ = Timestamp(ctx.param(kTimestamp));
 }
 
 Flow TextSource::process(Context& ctx) {
-  ctx.emit(kText, text_, ts_);
+  int64_t us = ts_.us();
+  for (const std::string& t : texts_) ctx.emit(kText, t, Timestamp(us++));
   return Flow::kDone;
 }
 

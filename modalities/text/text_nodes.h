@@ -20,12 +20,17 @@ class TextSource : public Node {
   static constexpr Param<std::string> kTextParam{"text", "", "text to emit (UTF-8)"};
   static constexpr Param<int64_t> kTimestamp{"timestamp_us", 0,
                                              "timestamp of the packet, microseconds"};
+  static constexpr Param<StringList> kTexts{
+      "texts",
+      {},
+      "more texts, one packet each after `text` (1 us apart), e.g. several questions about one "
+      "input; `text` is then skipped when empty"};
   static Contract contract();
   void open(Context& ctx) override;
   Flow process(Context& ctx) override;
 
  private:
-  std::string text_;
+  std::vector<std::string> texts_;
   Timestamp ts_;
 };
 

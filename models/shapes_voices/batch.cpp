@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <array>
@@ -181,73 +182,105 @@ ClipTokens encode_clip(ShapesVoicesImpl& model, const ClipInputs& in, int64_t vi
   return t;
 }
 
-std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
-                                        const std::vector<int>& questions, bool share_prefix,
-                                        bool batch_questions) {
-  c10::InferenceMode inference;
-  FusionTransformerImpl& f = *model.fusion;
-  // The Generate node's decoding parameters in the ask graph.
-  DecodeOptions d;
-  d.max_new_tokens = model.config.max_answer_tokens;
-  d.greedy = true;
-  d.stop_tokens = {SpecialTokens{}.eos};
+namespace {
+
+// One answer slot per question, in order; the ones that cannot be asked (unknown, or needing the
+// audio a silent clip lacks) carry their error, the others are listed in `asked`.
+std::vector<QuestionAnswer> plan_answers(const std::vector<int>& questions, bool has_audio,
+                                         std::vector<int>& asked) {
   std::vector<QuestionAnswer> out;
-  std::vector<size_t> asked;  // indices into `out` of the answerable questions
-  std::vector<FusedSequence> seqs;
   for (int q : questions) {
     QuestionAnswer a;
     a.question = q;
-    if (q < 0 || q >= kNumQuestions) {
+    if (q < 0 || q >= kNumQuestions)
       a.error = "unknown question";
-    } else if (kQuestionNeedsAudio[size_t(q)] && !tokens.has_audio) {
+    else if (kQuestionNeedsAudio[size_t(q)] && !has_audio)
       a.error = std::string("the clip has no audio track, so \"") + kQuestionText[size_t(q)] +
                 "\" cannot be answered (the question needs the spoken word)";
-    } else {
-      seqs.push_back(
-          layout_prompt(tokens.video, tokens.audio, question_chunk(kQuestionText[size_t(q)])));
-      a.tokens = seqs.back().length();
-      asked.push_back(out.size());
-    }
+    else
+      asked.push_back(q);
     out.push_back(std::move(a));
   }
-  if (seqs.empty()) return out;
-  std::vector<at::Tensor> embeds;
-  for (const auto& s : seqs) embeds.push_back(embed_sequence(f, s));
-  const auto take = [&](size_t k, GenerateResult r) {
-    out[asked[k]].answer = decode_byte_ids(r.tokens);
-    out[asked[k]].prompt_logits = std::move(r.prompt_logits);
-  };
-  if (!share_prefix) {
-    for (size_t k = 0; k < seqs.size(); ++k)
-      take(k, generate(f, embeds[k], seqs[k].positions, d, nullptr));
-    return out;
+  return out;
+}
+
+// Runs a graph with the answering nodes of pipeline.h (add_answer_nodes) on one thread and puts
+// Generate's answers and prompt logits, in question order, into the slots without an error.
+void run_answering_graph(const GraphBuilder& b, std::vector<QuestionAnswer>& answers) {
+  auto graph = b.build(demo_registry());
+  std::mutex mu;
+  std::vector<std::string> texts;
+  std::vector<at::Tensor> logits;
+  std::vector<int64_t> lengths;
+  graph->observe("generate.text", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    texts.push_back(p.get<std::string>());
+  });
+  graph->observe("generate.logits", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    logits.push_back(p.get<at::Tensor>());
+  });
+  graph->observe("seq.sequence", [&](const Packet& p) {
+    std::lock_guard lock(mu);
+    lengths.push_back(p.get<FusedSequence>().length());
+  });
+  RunOptions ro;
+  ro.workers = 1;  // callers run several graphs side by side instead
+  graph->run(ro);
+  size_t k = 0;  // the graph answers the askable questions in order
+  for (auto& a : answers) {
+    if (!a.error.empty()) continue;
+    if (k >= texts.size() || k >= logits.size())
+      throw RunError("the ask graph gave " + std::to_string(texts.size()) +
+                     " answers for more questions");
+    a.answer = texts[k];
+    a.prompt_logits = logits[k];
+    a.tokens = k < lengths.size() ? lengths[k] : 0;
+    ++k;
   }
-  // The question is the only text and comes after the media: everything before it is the same
-  // for every question about this clip, so it runs once into the cache.
-  const auto prefix_of = [](const FusedSequence& s) {
-    return s.length() - (s.tokens.count("text") ? s.tokens.at("text") : 0);
-  };
-  const int64_t p = prefix_of(seqs[0]);
-  for (const auto& s : seqs)
-    if (prefix_of(s) != p)
-      throw RunError("answer_clip: the clip's prefix differs between questions (" +
-                     std::to_string(p) + " vs " + std::to_string(prefix_of(s)) + " tokens)");
-  KVCache cache;
-  if (p > 0) f.forward(embeds[0].slice(1, 0, p), seqs[0].positions.slice(1, 0, p), &cache);
-  if (batch_questions && p > 0 && seqs.size() > 1) {
-    std::vector<at::Tensor> q_embeds, q_pos;
-    for (size_t k = 0; k < seqs.size(); ++k) {
-      q_embeds.push_back(embeds[k].slice(1, p));
-      q_pos.push_back(seqs[k].positions.slice(1, p));
-    }
-    auto results = generate_batch(f, q_embeds, q_pos, d, &cache);
-    for (size_t k = 0; k < seqs.size(); ++k) take(k, std::move(results[k]));
-    return out;
+  if (k != texts.size())
+    throw RunError("the ask graph gave " + std::to_string(texts.size()) + " answers for " +
+                   std::to_string(k) + " questions");
+}
+
+// A clip's encoded tokens into a graph, as the encoder nodes would have emitted them.
+class TokenFeed : public Node {
+ public:
+  static constexpr Output<TokenChunk> kVideo{"video", "video frame tokens"};
+  static constexpr Output<TokenChunk> kAudio{"audio", "audio window tokens"};
+  static Contract contract() {
+    return Contract().doc("a clip's encoded tokens").output(kVideo).output(kAudio);
   }
-  for (size_t k = 0; k < seqs.size(); ++k) {
-    take(k, generate(f, embeds[k].slice(1, p), seqs[k].positions.slice(1, p), d, &cache));
-    cache.truncate(p);
+  explicit TokenFeed(const ClipTokens* tokens) : tokens_(tokens) {}
+  Flow process(Context& ctx) override {
+    for (const TokenChunk& c : tokens_->video) ctx.emit(kVideo, c, Timestamp(c.start_us));
+    for (const TokenChunk& c : tokens_->audio) ctx.emit(kAudio, c, Timestamp(c.start_us));
+    return Flow::kDone;
   }
+
+ private:
+  const ClipTokens* tokens_;
+};
+
+}  // namespace
+
+std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
+                                        const std::vector<int>& questions, bool share_prefix,
+                                        bool batch_questions) {
+  AskGraphOptions o;
+  std::vector<QuestionAnswer> out = plan_answers(questions, tokens.has_audio, o.questions);
+  if (o.questions.empty()) return out;
+  // The answering half of the ask graph (UnifiedSequencer -> Generate) on this model.
+  o.model = std::make_shared<ShapesVoices>(
+      std::dynamic_pointer_cast<ShapesVoicesImpl>(model.shared_from_this()));
+  o.share_prefix = share_prefix;
+  o.batch_questions = share_prefix && batch_questions;
+  GraphBuilder b("answer");
+  add_answer_nodes(b, model.config, /*weights=*/"", o);
+  b.add_instance("tokens", "TokenFeed", TokenFeed::contract(),
+                 [&tokens] { return std::make_unique<TokenFeed>(&tokens); });
+  b.connect("tokens.video", "seq.video").connect("tokens.audio", "seq.audio");
+  run_answering_graph(b, out);
   return out;
 }
 
@@ -311,25 +344,38 @@ int auto_workers() {
 
 namespace {
 
-// What flows between the stages: the job plus the previous stage's output (only that, so no
-// stage copies another's data).
+// One record per question of the job, each carrying `error`.
+std::vector<nlohmann::ordered_json> error_records(const ClipJob& job, const std::string& error) {
+  std::vector<nlohmann::ordered_json> out;
+  for (int q : job.questions) {
+    nlohmann::ordered_json r;
+    r["line"] = job.line;
+    r["file"] = job.file;
+    r["question"] = q >= 0 ? nlohmann::ordered_json(kQuestionText[size_t(q)]) : nullptr;
+    r["error"] = error;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// The message a clip's records carry for a failure: the node's own message (a graph's RunError
+// keeps the exception the node threw), without the runtime's node prefix.
+std::string failure_message(const std::exception& e) {
+  if (const auto* run = dynamic_cast<const RunError*>(&e); run && run->cause()) {
+    try {
+      std::rethrow_exception(run->cause());
+    } catch (const std::exception& inner) {
+      return inner.what();
+    } catch (...) {
+    }
+  }
+  return e.what();
+}
+
+// What the demo nodes below pass along: one manifest clip.
 struct ClipWork {
   std::shared_ptr<const ClipJob> job;
-  std::string error;
-  DecodedClip decoded;
-  ClipInputs inputs;
-  ClipTokens tokens;
-  std::vector<nlohmann::ordered_json> records;
-  std::array<double, 4> stage_ms{};  // decode, preprocess, encode, answer
 };
-
-ClipWork next_work(const ClipWork& in) {
-  ClipWork w;
-  w.job = in.job;
-  w.error = in.error;
-  w.stage_ms = in.stage_ms;
-  return w;
-}
 
 class JobSource : public Node {
  public:
@@ -340,10 +386,8 @@ class JobSource : public Node {
   explicit JobSource(const std::vector<ClipJob>* jobs) : jobs_(jobs) {}
   Flow process(Context& ctx) override {
     if (next_ >= jobs_->size() || ctx.stop_requested()) return Flow::kDone;
-    ClipWork w;
-    w.job = std::make_shared<const ClipJob>((*jobs_)[next_]);
-    w.error = w.job->error;
-    ctx.emit(kOut, std::move(w), Timestamp(int64_t(next_)));
+    ctx.emit(kOut, ClipWork{std::make_shared<const ClipJob>((*jobs_)[next_])},
+             Timestamp(int64_t(next_)));
     ++next_;
     return next_ < jobs_->size() ? Flow::kContinue : Flow::kDone;
   }
@@ -370,10 +414,10 @@ class JobOfLine : public Node {
     const auto p = ctx.input(kIn);
     if (p.empty()) return Flow::kContinue;
     const ManifestItem& item = p.get();
-    ClipWork w;
-    w.job = std::make_shared<const ClipJob>(clip_job_from_line(item.line(), item.text, manifest_));
-    w.error = w.job->error;
-    ctx.emit(kOut, std::move(w), p.timestamp());
+    ctx.emit(kOut,
+             ClipWork{std::make_shared<const ClipJob>(
+                 clip_job_from_line(item.line(), item.text, manifest_))},
+             p.timestamp());
     return Flow::kContinue;
   }
 
@@ -381,113 +425,64 @@ class JobOfLine : public Node {
   std::string manifest_;
 };
 
-class RecordsOfClip : public Node {
+// A clip job -> its records: the ask graph (ask_graph: the library's MediaSource, ImagePreprocess,
+// ImageEncoder, LogMel, AudioEncoder, UnifiedSequencer and Generate nodes, the same graph a single
+// question runs) over the clip with the job's questions, on the loaded model. Glue only: which
+// questions can be asked, and records of the answers; a failure of the clip's graph becomes its
+// error records, not a failure of this graph.
+class AskClip : public Node {
  public:
-  static constexpr Input<ClipWork> kIn{"in", "an answered clip"};
-  static constexpr Output<ItemRecords> kOut{"out", "its records"};
+  struct Setup {
+    std::shared_ptr<ShapesVoices> model;
+    DemoConfig config;
+    std::string weights;
+    AskGraphOptions graph;  // everything but the clip's questions and audio
+    std::function<void(const ClipJob&, const QuestionAnswer&)> on_answer;
+  };
+  static constexpr Input<ClipWork> kIn{"in", "a clip job"};
+  static constexpr Output<ItemRecords> kOut{"out", "its records, one per question"};
   static Contract contract() {
+    // Reentrant: with several workers, several clips' graphs run at once (their records still
+    // leave in job order).
     return Contract()
-        .doc("a clip's records, written whole")
+        .doc("answers a clip's questions through the ask graph; failures become error records")
         .input(kIn)
         .output(kOut)
-        .policy(InputPolicy::kImmediate);
+        .policy(InputPolicy::kImmediate)
+        .reentrant();
   }
+  explicit AskClip(std::shared_ptr<const Setup> setup) : setup_(std::move(setup)) {}
   Flow process(Context& ctx) override {
     const auto p = ctx.input(kIn);
     if (p.empty()) return Flow::kContinue;
-    ctx.emit(kOut, ItemRecords{p.get().records}, p.timestamp());
-    return Flow::kContinue;
-  }
-};
-
-// A stage: runs `fn` on the clip unless an earlier stage failed; a failure becomes the clip's
-// error (reported in its records) instead of stopping the graph.
-class StageNode : public Node {
- public:
-  using Fn = std::function<void(const ClipWork& in, ClipWork& out)>;
-  static constexpr Input<ClipWork> kIn{"in", "a clip and the previous stage's output"};
-  static constexpr Output<ClipWork> kOut{"out", "the clip and this stage's output"};
-  static Contract contract(const std::string& doc) {
-    return Contract().doc(doc).input(kIn).output(kOut).policy(InputPolicy::kImmediate);
-  }
-  StageNode(int index, Fn fn) : index_(index), fn_(std::move(fn)) {}
-  Flow process(Context& ctx) override {
-    const auto p = ctx.input(kIn);
-    if (p.empty()) return Flow::kContinue;
-    const ClipWork& in = p.get();
-    ClipWork out = next_work(in);
-    if (out.error.empty()) {
-      const auto t0 = Clock::now();
+    const ClipJob& job = *p.get().job;
+    ItemRecords out;
+    if (!job.error.empty()) {
+      out.records = error_records(job, job.error);
+    } else {
       try {
-        fn_(in, out);
+        out.records = answer(job);
       } catch (const std::exception& e) {
-        out.error = e.what();
+        out.records = error_records(job, failure_message(e));
         ctx.count("failed_clips");
       }
-      out.stage_ms[size_t(index_)] = ms_since(t0);
     }
-    if (index_ == 3) finish_records(in, out);
     ctx.emit(kOut, std::move(out), p.timestamp());
     return Flow::kContinue;
   }
 
  private:
-  // One record per question of the job, in the job's question order.
-  static void finish_records(const ClipWork& in, ClipWork& out) {
-    const ClipJob& job = *in.job;
-    if (!out.error.empty()) {
-      out.records.clear();
-      for (int q : job.questions) {
-        nlohmann::ordered_json r;
-        r["line"] = job.line;
-        r["file"] = job.file;
-        r["question"] = q >= 0 ? nlohmann::ordered_json(kQuestionText[size_t(q)]) : nullptr;
-        r["error"] = out.error;
-        out.records.push_back(std::move(r));
-      }
-    }
-  }
-
-  int index_;
-  Fn fn_;
-};
-
-// Manifest graphs (dist::run_manifest): ManifestSource -> "jobs" (ManifestItem -> ClipWork) in
-// front of the stages, and "records" (ClipWork -> ItemRecords) -> RecordWriter behind them.
-void add_manifest_ends(GraphBuilder& b, const std::string& manifest) {
-  b.add<ManifestSource>("lines", {{"path", manifest}});
-  b.add_instance("jobs", "ClipJobOf", JobOfLine::contract(),
-                 [manifest] { return std::make_unique<JobOfLine>(manifest); });
-  b.connect("lines.out", "jobs.in");
-  b.add_instance("records", "ClipRecords", RecordsOfClip::contract(),
-                 [] { return std::make_unique<RecordsOfClip>(); });
-  b.add<RecordWriter>("sink");
-}
-
-}  // namespace
-
-BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) {
-  BatchSummary s;
-  set_compute_threads(o.torch_threads);
-  const auto t_load = Clock::now();
-  DemoConfig config;
-  auto model = std::make_shared<ShapesVoices>(load_demo_model(o.model_dir, &config));
-  s.load_seconds = ms_since(t_load) / 1000.0;
-
-  auto decode = [config](const ClipWork& in, ClipWork& out) {
-    out.decoded = decode_clip(in.job->path, config);
-  };
-  auto preprocess = [config](const ClipWork& in, ClipWork& out) {
-    out.inputs = preprocess_clip(in.decoded, config);
-  };
-  auto encode = [model, vb = o.vision_batch](const ClipWork& in, ClipWork& out) {
-    out.tokens = encode_clip(**model, in.inputs, vb);
-  };
-  auto answer = [model, share = o.share_prefix, batched = o.batch_questions,
-                 on_answer = o.on_answer](const ClipWork& in, ClipWork& out) {
-    const ClipJob& job = *in.job;
-    for (const auto& a : answer_clip(**model, in.tokens, job.questions, share, batched)) {
-      if (on_answer) on_answer(job, a);
+  std::vector<nlohmann::ordered_json> answer(const ClipJob& job) const {
+    const Setup& s = *setup_;
+    if (!fs::exists(job.path)) throw InputError("clip '" + job.path + "' does not exist");
+    AskGraphOptions o = s.graph;
+    o.audio = has_audio_stream(job.path);
+    std::vector<QuestionAnswer> answers = plan_answers(job.questions, o.audio, o.questions);
+    if (!o.questions.empty())
+      run_answering_graph(ask_graph(job.path, s.config, s.weights, o), answers);
+    std::vector<nlohmann::ordered_json> records;
+    for (const auto& a : answers) {
+      if (s.on_answer) s.on_answer(job, a);
       nlohmann::ordered_json r;
       r["line"] = job.line;
       r["file"] = job.file;
@@ -502,40 +497,53 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
           r["correct"] = a.answer == job.truth[key].get<std::string>();
         }
       }
-      out.records.push_back(std::move(r));
+      records.push_back(std::move(r));
     }
-  };
+    return records;
+  }
+
+  std::shared_ptr<const Setup> setup_;
+};
+
+}  // namespace
+
+BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) {
+  BatchSummary s;
+  set_compute_threads(o.torch_threads);
+  const auto t_load = Clock::now();
+  auto setup = std::make_shared<AskClip::Setup>();
+  setup->model = std::make_shared<ShapesVoices>(load_demo_model(o.model_dir, &setup->config));
+  s.load_seconds = ms_since(t_load) / 1000.0;
+  setup->weights = (fs::path(o.model_dir) / "model.safetensors").string();
+  setup->graph.model = setup->model;
+  setup->graph.vision_batch = o.vision_batch;
+  // One decoder thread: these clips are tiny, and the clip's graph runs its nodes in parallel.
+  setup->graph.decode_threads = 1;
+  setup->graph.share_prefix = o.share_prefix;
+  setup->graph.batch_questions = o.share_prefix && o.batch_questions;
+  setup->on_answer = o.on_answer;
+  s.workers = o.workers > 0 ? o.workers : auto_workers();
 
   GraphBuilder b("ask_batch");
   if (o.manifest.empty()) {
     b.add_instance("jobs", "ClipJobs", JobSource::contract(),
                    [&jobs] { return std::make_unique<JobSource>(&jobs); });
   } else {
-    add_manifest_ends(b, o.manifest);
+    // dist::run_manifest: the lines the installed ItemFeed hands out, each clip's records whole.
+    b.add<ManifestSource>("lines", {{"path", o.manifest}});
+    b.add_instance("jobs", "ClipJobOf", JobOfLine::contract(),
+                   [m = o.manifest] { return std::make_unique<JobOfLine>(m); });
+    b.connect("lines.out", "jobs.in");
+    b.add<RecordWriter>("sink");
   }
-  const std::array<std::pair<const char*, StageNode::Fn>, 4> stages = {
-      {{"decode", decode}, {"preprocess", preprocess}, {"encode", encode}, {"answer", answer}}};
-  const std::array<const char*, 4> docs = {
-      "MediaReader: fps-sampled RGB frames + 16 kHz mono PCM",
-      "ImagePreprocess + LogMel (whole clip) as the ask graph does",
-      "ViT over the frames, audio encoder over the log-mel",
-      "fusion transformer: greedy answers to the clip's questions"};
-  for (int i = 0; i < 4; ++i) {
-    const StageNode::Fn fn = stages[size_t(i)].second;
-    b.add_instance(stages[size_t(i)].first, "ClipStage", StageNode::contract(docs[size_t(i)]),
-                   [i, fn] { return std::make_unique<StageNode>(i, fn); });
-  }
-  b.connect("jobs.out", "decode.in")
-      .connect("decode.out", "preprocess.in")
-      .connect("preprocess.out", "encode.in")
-      .connect("encode.out", "answer.in")
-      .output("answer.out");
-  if (!o.manifest.empty()) b.connect("answer.out", "records.in").connect("records.out", "sink.in");
+  b.add_instance("ask", "AskClip", AskClip::contract(),
+                 [setup] { return std::make_unique<AskClip>(setup); });
+  b.connect("jobs.out", "ask.in").output("ask.out");
+  if (!o.manifest.empty()) b.connect("ask.out", "sink.in");
   auto graph = b.build();
-  graph->observe("answer.out", [&](const Packet& p) {
-    const ClipWork& w = p.get<ClipWork>();
+  graph->observe("ask.out", [&](const Packet& p) {
     ++s.clips;
-    for (const auto& r : w.records) {
+    for (const auto& r : p.get<ItemRecords>().records) {
       ++s.pairs;
       if (r.contains("error")) {
         ++s.errors;
@@ -550,8 +558,9 @@ BatchSummary run_batch(const std::vector<ClipJob>& jobs, const BatchOptions& o) 
     }
   });
   RunOptions ro;
-  ro.workers = o.workers > 0 ? o.workers : auto_workers();
-  s.workers = ro.workers;
+  // Each worker runs one clip's graph at a time (on one thread of its own), so consecutive clips
+  // overlap across the workers.
+  ro.workers = s.workers;
   ro.trace_path = o.trace_path;
   const auto t0 = Clock::now();
   graph->run(ro);

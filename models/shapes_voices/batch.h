@@ -1,6 +1,8 @@
 // Batch question answering for the shapes & voices demo: every (clip, question) pair of a manifest
-// answered through one running graph (jobs -> decode -> preprocess -> encode -> answer), plus the
-// per-clip stage functions that graph's nodes call, so benchmarks can time each stage alone.
+// answered through one running graph (jobs -> ask -> records) whose `ask` node runs, per clip, the
+// ask graph of pipeline.h (the library's MediaSource, ImagePreprocess, ImageEncoder, LogMel,
+// AudioEncoder, UnifiedSequencer and Generate nodes; the same graph a single question runs) on the
+// model loaded once. Also the per-clip stage functions benchmarks time one by one (bench/e2e).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -41,7 +43,7 @@ ClipJob clip_job_from_line(int64_t line, const std::string& text, const std::str
 // Number of (clip, question) pairs, i.e. output records, of these jobs.
 int64_t count_pairs(const std::vector<ClipJob>& jobs);
 
-// ---- the stages (each the body of one graph node) ----
+// ---- the stages, one function each, for benchmarks (the batch graph runs the ask graph) ----
 
 struct DecodedClip {
   std::vector<Frame> frames;  // RGB, sampled at the model's fps
@@ -76,11 +78,11 @@ struct QuestionAnswer {
   int64_t tokens = 0;
   at::Tensor prompt_logits;  // [V] the LM head after the prompt (GenerateResult::prompt_logits)
 };
-// Greedy answers through the fusion transformer. With `share_prefix`, the clip's tokens (the
-// prompt minus the question) are run once into the KV cache and each question continues from
-// there; otherwise every question runs its full prompt. With `batch_questions` too, the questions
-// then run as one batch (fusion's generate_batch: padded, masked): one forward for their prompts
-// and one per answer token instead of one per question and token.
+// Greedy answers from tokens encoded beforehand, through the answering half of the ask graph
+// (pipeline.h add_answer_nodes: UnifiedSequencer -> Generate on this model). With `share_prefix`,
+// the clip's tokens run once into Generate's KV cache and each question continues from there;
+// with `batch_questions` too, the questions then run as one batch (fusion's generate_batch:
+// padded, masked): one forward for their prompts and one per answer token.
 std::vector<QuestionAnswer> answer_clip(ShapesVoicesImpl& model, const ClipTokens& tokens,
                                         const std::vector<int>& questions, bool share_prefix = true,
                                         bool batch_questions = true);
@@ -92,11 +94,11 @@ ShapesVoices load_demo_model(const std::string& model_dir, DemoConfig* config = 
 
 struct BatchOptions {
   std::string model_dir;
-  int workers = 0;              // graph worker threads; 0: auto_workers()
+  int workers = 0;              // clips answered at once (graph workers); 0: auto_workers()
   int torch_threads = 1;        // libtorch intra-op threads (0: leave libtorch's default)
   int64_t vision_batch = 0;     // frames per ViT forward (0: all of a clip's frames)
-  bool share_prefix = true;     // run a clip's tokens once for all its questions
-  bool batch_questions = true;  // and its questions as one batch (see answer_clip)
+  bool share_prefix = true;     // run a clip's tokens once for all its questions (Generate)
+  bool batch_questions = true;  // and its questions as one batch (Generate, with share_prefix)
   std::string trace_path;       // Chrome trace of the run when non-empty
   // When set, the graph reads this manifest through a ManifestSource (the lines the installed
   // ItemFeed hands out: dist::run_manifest, MPI) and writes each clip's records whole through a
@@ -104,8 +106,9 @@ struct BatchOptions {
   std::string manifest;
   // Called once per output record, in manifest order, from a graph worker thread.
   std::function<void(const nlohmann::ordered_json&)> on_record;
-  // Called for each question the answer stage ran (with its prompt logits), from a graph worker
-  // thread, before the clip's records are passed on (tests compare the modes' logits).
+  // Called for each question of a clip (with its prompt logits when it was answered), from a
+  // graph worker thread (several at once when workers > 1), before the clip's records are passed
+  // on (tests compare the modes' logits).
   std::function<void(const ClipJob&, const QuestionAnswer&)> on_answer;
 };
 

@@ -10,7 +10,10 @@
 #include "core/error.h"
 #include "core/graph.h"
 #include "fusion/fused_sequence.h"
+#include "fusion/fusion_nodes.h"
+#include "modalities/audio/audio_encoder_node.h"
 #include "modalities/common/safetensors.h"
+#include "modalities/image/image_nodes.h"
 #include "modalities/media/probe.h"
 #include "models/shapes_voices/task.h"
 #include "nodes/all_nodes.h"
@@ -51,14 +54,14 @@ std::map<std::string, ParamValue> log_mel_params(const DemoConfig& c) {
           {"normalize", std::string("window")}};
 }
 
+}  // namespace
+
 bool has_audio_stream(const std::string& path) {
   const auto probe = probe_media(path);
   for (const auto& s : probe.value("streams", nlohmann::json::array()))
     if (s.value("type", "") == "audio") return true;
   return false;
 }
-
-}  // namespace
 
 std::map<std::string, ParamValue> vision_encoder_params(const DemoConfig& c,
                                                         const std::string& weights, int64_t batch,
@@ -90,6 +93,94 @@ std::map<std::string, ParamValue> audio_encoder_params(const DemoConfig& c,
           {"prefix", std::string(kAudioPrefix)},
           {"stream", std::string("clip/audio")},
           {"device", device}};
+}
+
+void add_answer_nodes(GraphBuilder& b, const DemoConfig& c, const std::string& weights,
+                      const AskGraphOptions& o) {
+  if (o.questions.empty()) throw ConfigError("ask graph: no questions");
+  StringList questions;
+  for (int q : o.questions) {
+    if (q < 0 || q >= kNumQuestions)
+      throw ConfigError("ask graph: question index " + std::to_string(q) + " out of range");
+    questions.push_back(kQuestionText[size_t(q)]);
+  }
+  std::map<std::string, ParamValue> generate = {{"dim", c.dim},
+                                                {"layers", c.layers},
+                                                {"heads", c.heads},
+                                                {"kv_heads", c.kv_heads},
+                                                {"ffn", c.ffn},
+                                                {"weights", weights},
+                                                {"prefix", std::string(kFusionPrefix)},
+                                                {"max_new_tokens", c.max_answer_tokens},
+                                                {"device", o.device},
+                                                {"share_prefix", o.share_prefix || o.prefill},
+                                                {"batch_questions", o.batch_questions}};
+  b.add("question", "TextSource", {{"texts", questions}})
+      .add("tokenize", "TextEncoder",
+           {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
+      .add("seq", "UnifiedSequencer", {{"prompt_per_text", true}, {"emit_partial", o.prefill}});
+  if (o.model) {
+    // The node uses the loaded model's transformer (one copy of the weights for every graph).
+    const auto m = o.model;
+    b.add_instance(
+        "generate", "Generate", Generate::contract(),
+        [m] { return std::make_unique<Generate>((*m)->fusion); }, generate);
+  } else {
+    b.add("generate", "Generate", generate);
+  }
+  b.connect("question.text", "tokenize.text")
+      .connect("tokenize.tokens", "seq.text")
+      .connect("seq.sequence", "generate.sequence")
+      .output("generate.text")
+      .output("generate.logits")
+      .output("seq.sequence");
+  if (o.prefill) b.connect("seq.partial", "generate.prefill");
+}
+
+GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::string& weights,
+                       const AskGraphOptions& o) {
+  auto src = source_params(clip, c, o.audio);
+  src["audio_chunk_ms"] = o.audio_chunk_ms;
+  src["threads"] = o.decode_threads;
+  src["speed"] = o.speed;
+  // 0: every frame of the clip in one forward (the encoder flushes its batch at the end).
+  const int64_t vision_batch = o.vision_batch > 0 ? o.vision_batch : int64_t{1} << 40;
+  const auto vision = vision_encoder_params(c, weights, vision_batch, o.device);
+  GraphBuilder b("ask");
+  add_answer_nodes(b, c, weights, o);
+  b.add("src", "MediaSource", std::move(src)).add("pre", "ImagePreprocess", preprocess_params(c));
+  if (o.model) {
+    const auto m = o.model;  // the loaded model's ViT
+    b.add_instance(
+        "vision", "ImageEncoder", ImageEncoder::contract(),
+        [m] { return std::make_unique<ImageEncoder>((*m)->vision); }, vision);
+  } else {
+    b.add("vision", "ImageEncoder", vision);
+  }
+  b.connect("src.video", "pre.in")
+      .connect("pre.out", "vision.image")
+      .connect("vision.tokens", "seq.video")
+      .output("src.video");
+  if (o.audio) {
+    auto mel = log_mel_params(c);
+    mel["window_s"] = o.audio_window_s;
+    auto audio = audio_encoder_params(c, weights, o.device);
+    audio["window_s"] = o.audio_window_s;
+    b.add("mel", "LogMel", std::move(mel));
+    if (o.model) {
+      const auto m = o.model;  // the loaded model's audio encoder
+      b.add_instance(
+          "audio", "AudioEncoder", AudioEncoderNode::contract(),
+          [m] { return std::make_unique<AudioEncoderNode>((*m)->audio); }, audio);
+    } else {
+      b.add("audio", "AudioEncoder", audio);
+    }
+    b.connect("src.audio", "mel.audio")
+        .connect("mel.mel", "audio.mel")
+        .connect("audio.tokens", "seq.audio")
+        .output("src.audio");
+  }
+  return b;
 }
 
 ClipTensors extract_clip(const std::string& path, const DemoConfig& config) {
@@ -146,40 +237,11 @@ AskResult Asker::ask(const std::string& clip, const std::string& question) const
   if (kQuestionNeedsAudio[size_t(q)] && !r.has_audio)
     throw InputError("'" + clip + "' has no audio track, so \"" + kQuestionText[size_t(q)] +
                      "\" cannot be answered (the question needs the spoken word)");
-  const DemoConfig& c = config_;
-  GraphBuilder b("ask");
-  b.add("src", "MediaSource", source_params(clip, c, r.has_audio))
-      .add("pre", "ImagePreprocess", preprocess_params(c))
-      .add("vision", "ImageEncoder", vision_encoder_params(c, weights_, 8, device_))
-      .add("question", "TextSource", {{"text", std::string(kQuestionText[size_t(q)])}})
-      .add("tokenize", "TextEncoder",
-           {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
-      .add("seq", "UnifiedSequencer", {})
-      .add("generate", "Generate",
-           {{"dim", c.dim},
-            {"layers", c.layers},
-            {"heads", c.heads},
-            {"kv_heads", c.kv_heads},
-            {"ffn", c.ffn},
-            {"weights", weights_},
-            {"prefix", std::string(kFusionPrefix)},
-            {"max_new_tokens", c.max_answer_tokens},
-            {"device", device_}})
-      .connect("src.video", "pre.in")
-      .connect("pre.out", "vision.image")
-      .connect("vision.tokens", "seq.video")
-      .connect("question.text", "tokenize.text")
-      .connect("tokenize.tokens", "seq.text")
-      .connect("seq.sequence", "generate.sequence")
-      .output("generate.text")
-      .output("seq.sequence");
-  if (r.has_audio)
-    b.add("mel", "LogMel", log_mel_params(c))
-        .add("audio", "AudioEncoder", audio_encoder_params(c, weights_, device_))
-        .connect("src.audio", "mel.audio")
-        .connect("mel.mel", "audio.mel")
-        .connect("audio.tokens", "seq.audio");
-  auto graph = b.build(demo_registry());
+  AskGraphOptions o;
+  o.questions = {q};
+  o.audio = r.has_audio;
+  o.device = device_;
+  auto graph = ask_graph(clip, config_, weights_, o).build(demo_registry());
   std::mutex mu;
   int answers = 0;
   graph->observe("generate.text", [&](const Packet& p) {

@@ -1,8 +1,9 @@
-// Live question answering for the shapes & voices demo: a clip "plays" at real time from a paced
-// source through the streaming graph (ImagePreprocess/ImageEncoder per frame, LogMel/AudioEncoder
-// per 2 s window) into StreamAnswer, which runs each completed 2 s chunk of the prompt into the
-// fusion transformer's KV cache as it arrives, so only the tail and the question remain when the
-// clip ends. Used to measure the answer latency after the end of a clip (bench/e2e).
+// Live question answering for the shapes & voices demo: a clip "plays" at real time (MediaSource
+// with `speed`) through the ask graph of pipeline.h (ImagePreprocess/ImageEncoder per frame,
+// LogMel/AudioEncoder per window_s window) whose UnifiedSequencer emits the prompt's media as each
+// 2 s chunk completes (emit_partial) and whose Generate node runs those into its KV cache as they
+// arrive (prefill, share_prefix), so only the tail and the question remain when the clip ends.
+// Used to measure the answer latency after the end of a clip (bench/e2e).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,7 +28,7 @@ struct StreamResult {
   std::string answer;
   double latency_ms = 0;         // answer time minus the moment the clip finished playing
   double clip_s = 0;             // playback duration
-  double inputs_done_ms = 0;     // from the clip's end until the last tokens reached StreamAnswer
+  double inputs_done_ms = 0;     // from the clip's end until the whole prompt reached Generate
   double answer_ms = 0;          // the rest: prompt tail + question + greedy decoding
   int64_t prompt_tokens = 0;     // whole prompt
   int64_t tail_tokens = 0;       // prompt tokens left to run after the clip ended

@@ -5,8 +5,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "core/core_nodes.h"
 #include "core/graph.h"
@@ -40,19 +43,19 @@ class ChunkSource : public Node {
     TokenChunk c;
     c.start_us = i_ * step_;
     c.stream = "clip/" + kind_;
-    if (kind_ == "text") {
+    if (kind_ == "text") {  // "hi?", then "hi@", "hiA", ...
       c.modality = Modality::kText;
-      c.ids = at::tensor({104, 105, 63}, at::kLong);
+      c.ids = at::tensor({int64_t{104}, int64_t{105}, 63 + i_}, at::kLong);
       c.grid_w = 3;
     } else if (kind_ == "audio") {
       c.modality = Modality::kAudio;
       const int64_t n = step_ * 25 / 1000000;
-      c.embeddings = at::randn({n, dim_});
+      c.embeddings = values(n, 1.0);
       c.grid_w = n;
       c.end_us = c.start_us + step_;
     } else {
       c.modality = Modality::kVideo;
-      c.embeddings = at::randn({4, dim_});
+      c.embeddings = values(4, 2.0);
       c.grid_h = c.grid_w = 2;
       c.end_us = c.start_us;
     }
@@ -62,6 +65,10 @@ class ChunkSource : public Node {
   }
 
  private:
+  // Deterministic embeddings [n, dim] (the same in every run of a graph).
+  at::Tensor values(int64_t n, double kind) const {
+    return at::sin(at::arange(n * dim_, at::kFloat).reshape({n, dim_}) * 0.37 + kind + double(i_));
+  }
   std::string kind_;
   int64_t count_ = 0, step_ = 0, dim_ = 0, i_ = 0;
 };
@@ -185,6 +192,121 @@ TEST(FusionNodes, StreamingSegmentsAndGenerateWithCache) {
                 seqs[i - 1].get<FusedSequence>().next_position());
     }
   }
+}
+
+// Several prompts about one clip (prompt_per_text), answered one by one from scratch, with the
+// clip's tokens shared through the KV cache (share_prefix), as one batch (batch_questions), and
+// with the media prefilled while it arrives (emit_partial -> prefill): the same answers and
+// prompt logits.
+struct Answers {
+  std::vector<std::vector<int64_t>> ids;
+  std::vector<at::Tensor> logits;
+  std::map<std::string, int64_t> counters;
+  int64_t sequences = 0, partials = 0;
+};
+
+Answers answer_three_prompts(bool share_prefix, bool batch, bool prefill) {
+  Registry r;
+  register_fusion_nodes(r);
+  GraphBuilder b("prompts_test");
+  b.add<ChunkSource>("video", {{"kind", "video"}, {"count", int64_t{5}}});
+  b.add<ChunkSource>("audio", {{"kind", "audio"}, {"count", int64_t{5}}});
+  b.add<ChunkSource>("prompt", {{"kind", "text"}, {"count", int64_t{3}}});
+  b.add("seq", "UnifiedSequencer", {{"prompt_per_text", true}, {"emit_partial", prefill}});
+  auto gp = model_params(5);
+  gp["share_prefix"] = share_prefix;
+  gp["batch_questions"] = batch;
+  b.add("gen", "Generate", gp);
+  b.connect("video.out", "seq.video").connect("audio.out", "seq.audio");
+  b.connect("prompt.out", "seq.text").connect("seq.sequence", "gen.sequence");
+  if (prefill) b.connect("seq.partial", "gen.prefill");
+  b.output("gen.ids").output("gen.logits").output("seq.sequence").output("seq.partial");
+  auto g = b.build(r);
+  Answers a;
+  std::mutex mu;
+  g->observe("gen.ids", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    a.ids.push_back(p.get<std::vector<int64_t>>());
+  });
+  g->observe("gen.logits", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    a.logits.push_back(p.get<at::Tensor>());
+  });
+  g->observe("seq.sequence", [&](const Packet&) {
+    std::lock_guard l(mu);
+    ++a.sequences;
+  });
+  g->observe("seq.partial", [&](const Packet& p) {
+    std::lock_guard l(mu);
+    // Media only: no text, and cut before the end boundaries.
+    EXPECT_NE(p.get<FusedSequence>().modality.back(), Modality::kText);
+    ++a.partials;
+  });
+  g->run();
+  a.counters = stats_of(g->stats(), "gen").counters;
+  return a;
+}
+
+TEST(FusionNodes, SharedPrefixBatchAndPrefillAnswerLikeSeparatePrompts) {
+  const Answers ref = answer_three_prompts(false, false, false);
+  ASSERT_EQ(ref.sequences, 3);
+  ASSERT_EQ(ref.ids.size(), 3u);
+  ASSERT_EQ(ref.logits.size(), 3u);
+  EXPECT_EQ(ref.partials, 0);
+  struct Mode {
+    bool share, batch, prefill;
+  };
+  for (const Mode m : {Mode{true, false, false}, Mode{true, true, false}, Mode{false, true, false},
+                       Mode{true, false, true}, Mode{true, true, true}}) {
+    const std::string name = "share_prefix=" + std::to_string(m.share) +
+                             " batch_questions=" + std::to_string(m.batch) +
+                             " prefill=" + std::to_string(m.prefill);
+    const Answers got = answer_three_prompts(m.share, m.batch, m.prefill);
+    ASSERT_EQ(got.ids.size(), 3u) << name;
+    ASSERT_EQ(got.logits.size(), 3u) << name;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(got.ids[i], ref.ids[i]) << name << " prompt " << i;
+      EXPECT_LE((got.logits[i] - ref.logits[i]).abs().max().item<double>(), 1e-5)
+          << name << " prompt " << i;
+    }
+    const auto counter = [&](const char* k) {
+      auto it = got.counters.find(k);
+      return it == got.counters.end() ? int64_t{0} : it->second;
+    };
+    if (m.share && (!m.batch || m.prefill)) {
+      // The clip ran once: each later prompt (or the batch after a prefill) reused its cache.
+      EXPECT_GT(counter("reused_tokens"), 0) << name;
+    }
+    if (m.batch) {
+      EXPECT_EQ(counter("batches"), 1) << name;
+    }
+    if (m.prefill) {
+      EXPECT_GT(got.partials, 0) << name;
+      EXPECT_GT(counter("prefilled_tokens"), 0) << name;
+      EXPECT_EQ(counter("prefill_mismatch"), 0) << name;
+    }
+  }
+}
+
+TEST(FusionNodes, PrefillNeedsSharePrefixAndStreamExcludesIt) {
+  Registry r;
+  register_fusion_nodes(r);
+  auto build = [&](bool share, bool stream) {
+    GraphBuilder b("bad");
+    b.add<ChunkSource>("video", {{"kind", "video"}});
+    b.add("seq", "UnifiedSequencer", {{"emit_partial", true}});
+    auto gp = model_params();
+    gp["share_prefix"] = share;
+    gp["stream"] = stream;
+    b.add("gen", "Generate", gp);
+    b.connect("video.out", "seq.video")
+        .connect("seq.sequence", "gen.sequence")
+        .connect("seq.partial", "gen.prefill");
+    b.build(r)->run();
+  };
+  EXPECT_THROW(build(false, false), RunError);
+  EXPECT_THROW(build(true, true), RunError);
+  EXPECT_NO_THROW(build(true, false));
 }
 
 TEST(FusionNodes, ConfigErrorsNameTheNode) {

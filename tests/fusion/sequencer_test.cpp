@@ -6,6 +6,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "core/error.h"
 
 namespace omni {
@@ -76,6 +79,53 @@ TEST(SegmentAssembler, WholeClipPairsAudioWithVideoAndPutsTextAfter) {
   // Text after the clip continues from the largest id + 1 on all three axes.
   const int64_t L = s.length();
   EXPECT_EQ(s.positions[0][L - 5].item<int64_t>(), s.positions[0][L - 6].item<int64_t>() + 1);
+}
+
+// emit_partial's layout: the media of the complete chunks is exactly the start of the final
+// prompt (same tokens, positions, embeddings), and prompt_per_text gives one prompt per question.
+TEST(SegmentAssembler, MediaPrefixIsTheStartOfEachPrompt) {
+  SequencerConfig cfg;
+  cfg.prompt_per_text = true;
+  SegmentAssembler a(cfg);
+  for (int64_t i = 0; i < 5; ++i) a.add(frame(i * 1000000));  // 1 fps, 5 s
+  for (int64_t s = 0; s < 5; ++s) a.add(audio(s * 1000000, 25));
+  EXPECT_EQ(a.media_prefix(0).length(), 0);
+  const FusedSequence two_s = a.media_prefix(1);  // the first 2 s chunk
+  const FusedSequence all = a.media_prefix(SegmentAssembler::kAllChunks);
+  ASSERT_GT(two_s.length(), 2);
+  ASSERT_GT(all.length(), two_s.length());
+  // Start tokens, then the first chunk's frames and audio; the end boundaries are left out.
+  EXPECT_EQ(two_s.tokens.at("video"), 8);
+  EXPECT_EQ(two_s.tokens.at("audio"), 50);
+  EXPECT_NE(all.modality.back(), Modality::kText);
+  a.add(text(4, 0));
+  a.add(text(6, 1));
+  const auto prompts = a.finish();
+  ASSERT_EQ(prompts.size(), 2u);
+  EXPECT_EQ(prompts[0].tokens.at("text"), 4);
+  EXPECT_EQ(prompts[1].tokens.at("text"), 6);
+  for (const FusedSequence& p : prompts) {
+    EXPECT_EQ(p.segment, 0);
+    for (const FusedSequence* part : {&two_s, &all}) {
+      const int64_t n = part->length();
+      EXPECT_TRUE(p.positions.slice(1, 0, n).equal(part->positions));
+      EXPECT_TRUE(p.text_ids.slice(0, 0, n).equal(part->text_ids));
+      EXPECT_EQ(std::vector<Modality>(p.modality.begin(), p.modality.begin() + n), part->modality);
+      int64_t off = 0;  // the embedded pieces hold the same rows
+      for (const FusedPiece& piece : part->pieces) {
+        for (const FusedPiece& q : p.pieces)
+          if (q.offset == piece.offset && piece.embeddings.defined()) {
+            EXPECT_TRUE(q.embeddings.slice(0, 0, piece.length()).equal(piece.embeddings));
+          }
+        off += piece.length();
+      }
+      EXPECT_EQ(off, n);
+    }
+  }
+  SequencerConfig bad;
+  bad.prompt_per_text = true;
+  bad.segment_s = 2;
+  EXPECT_THROW(SegmentAssembler{bad}, ConfigError);
 }
 
 TEST(SegmentAssembler, TextPositionAndUnpairedStreams) {

@@ -125,6 +125,25 @@ TEST(MediaSourceNode, ParamsReachTheReader) {
   EXPECT_TRUE(ctx.out("audio").empty());
 }
 
+TEST(MediaSourceNode, PacedPlaybackEmitsTheSamePackets) {
+  auto timestamps = [](const std::vector<Packet>& ps) {
+    std::vector<int64_t> ts;
+    for (const Packet& p : ps) ts.push_back(p.timestamp().us());
+    return ts;
+  };
+  MediaSource fast, paced;
+  RecordingContext a(MediaSource::contract(), {{"path", sample("h264_aac.mp4")}});
+  // speed 100: the 3 s clip plays in about 30 ms.
+  RecordingContext b(MediaSource::contract(), {{"path", sample("h264_aac.mp4")}, {"speed", 100.0}});
+  run_source(fast, a);
+  run_source(paced, b);
+  EXPECT_EQ(timestamps(b.out("video")), timestamps(a.out("video")));
+  EXPECT_EQ(timestamps(b.out("audio")), timestamps(a.out("audio")));
+  MediaSource bad;
+  RecordingContext c(MediaSource::contract(), {{"path", sample("h264_aac.mp4")}, {"speed", -1.0}});
+  EXPECT_THROW(bad.open(c), ConfigError);
+}
+
 TEST(MediaSourceNode, AudioOnlyClosesVideo) {
   MediaSource node;
   RecordingContext ctx(MediaSource::contract(), {{"path", sample("speech.mp3")}});

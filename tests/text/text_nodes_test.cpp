@@ -74,6 +74,23 @@ TEST(TextNodes, SourceToEncoderGivesTokenizerIds) {
   }
 }
 
+TEST(TextNodes, SourceEmitsEachOfSeveralTexts) {
+  const Registry r = text_registry();
+  const StringList texts = {"what shape is it?", "which colour?"};
+  auto g = GraphBuilder("texts")
+               .add("src", "TextSource", {{"texts", texts}, {"timestamp_us", int64_t{10}}})
+               .add("enc", "TextEncoder", {{"tokenizer", std::string("byte")}})
+               .connect("src.text", "enc.text")
+               .output("enc.tokens")
+               .build(r);
+  const auto chunks = run_and_collect(*g, "enc.tokens");
+  ASSERT_EQ(chunks.size(), 2u);  // an empty `text` is skipped when `texts` are given
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(chunks[i].start_us, 10 + int64_t(i));
+    EXPECT_EQ(load_tokenizer("byte")->decode(ids_of(chunks[i])), texts[i]);
+  }
+}
+
 TEST(TextNodes, EmbeddingsFromSafetensors) {
   const auto tok = Tokenizer::from_file(kQwen);
   at::manual_seed(0);
