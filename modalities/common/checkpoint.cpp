@@ -58,6 +58,22 @@ std::string join_limited(const std::vector<std::string>& v, const std::string& s
   return s;
 }
 
+// A destination can use the mapped source in place when it is a whole, unshared, contiguous CPU
+// tensor of the same dtype and shape, and the source is a copy-on-write view of the mapping (not
+// the copy SafeTensorsFile::get makes of a misaligned tensor). An empty tensor gains nothing.
+bool can_use_in_place(const at::Tensor& dst, const at::Tensor& src, const SafeTensorsFile& file) {
+  if (!dst.device().is_cpu() || dst.scalar_type() != src.scalar_type() ||
+      dst.sizes() != src.sizes() || dst.numel() == 0)
+    return false;
+  if (!file.copy_on_write() || !file.maps(src.data_ptr())) return false;
+  if (dst.is_view() || !dst.is_contiguous() || dst.storage_offset() != 0 || !dst.has_storage())
+    return false;
+  // Another tensor sharing the storage (a view made without autograd's view tracking, a fused
+  // weight's slice) would keep the old bytes: copy into it instead.
+  if (dst.storage().use_count() != 1) return false;
+  return dst.storage().nbytes() == static_cast<size_t>(dst.numel()) * dst.element_size();
+}
+
 }  // namespace
 
 std::string safetensors_dtype_name(at::ScalarType t) {
@@ -341,6 +357,14 @@ at::Tensor Checkpoint::hub_get(const std::string& hub, const DtypeRequest& dtype
   return t;
 }
 
+bool Checkpoint::maps(const at::Tensor& t) const {
+  if (!t.defined() || !t.device().is_cpu() || !t.has_storage() || t.numel() == 0) return false;
+  const void* p = t.data_ptr();
+  for (const auto& kv : shards_)
+    if (kv.second->maps(p)) return true;
+  return false;
+}
+
 LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& opt) const {
   std::vector<std::pair<std::string, at::Tensor>> dst;
   for (const auto& item : module.named_parameters(/*recurse=*/true))
@@ -419,8 +443,18 @@ LoadReport Checkpoint::load_into(const std::vector<std::pair<std::string, at::Te
   LoadReport rep;
   at::NoGradGuard no_grad;
   for (auto& [t, ti] : copies) {
+    const SafeTensorsFile& file = *shards_.at(ti.shard);
     try {
-      t.copy_(shards_.at(ti.shard)->get(ti.hub_name));  // converts dtype and device
+      at::Tensor src = file.get(ti.hub_name);
+      if (opt.map_weights && can_use_in_place(t, src, file)) {
+        // The tensor object (the module's parameter) now uses the mapped bytes; its old storage
+        // is released. set_data keeps the object, so module members and parameter lists see it.
+        t.set_data(src);
+        ++rep.mapped_tensors;
+        rep.mapped_bytes += ti.nbytes;
+      } else {
+        t.copy_(src);  // converts dtype and device
+      }
     } catch (const c10::Error& e) {
       throw InputError("checkpoint '" + dir_ + "': copying " + describe(ti) +
                        " into the module failed: " + e.what_without_backtrace());
