@@ -359,9 +359,25 @@ at::Tensor Checkpoint::hub_get(const std::string& hub, const DtypeRequest& dtype
 
 bool Checkpoint::maps(const at::Tensor& t) const {
   if (!t.defined() || !t.device().is_cpu() || !t.has_storage() || t.numel() == 0) return false;
-  const void* p = t.data_ptr();
-  for (const auto& kv : shards_)
-    if (kv.second->maps(p)) return true;
+  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  // Lines of /proc/self/maps: "start-end perms offset dev inode   path".
+  std::ifstream f("/proc/self/maps");
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, inode, path;
+    in >> range >> perms >> offset >> dev >> inode;
+    std::getline(in >> std::ws, path);
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const uintptr_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uintptr_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (p < lo || p >= hi) continue;
+    std::error_code ec;
+    for (const auto& kv : shards_)
+      if (!path.empty() && fs::equivalent(path, fs::path(dir_) / kv.first, ec)) return true;
+    return false;
+  }
   return false;
 }
 
@@ -442,19 +458,33 @@ LoadReport Checkpoint::load_into(const std::vector<std::pair<std::string, at::Te
   // Copy only after everything checked, so a bad checkpoint leaves the module untouched.
   LoadReport rep;
   at::NoGradGuard no_grad;
+  // Weights used in place come from this call's own mappings of the shards (see map_weights).
+  std::map<std::string, std::shared_ptr<SafeTensorsFile>> own;
+  auto own_file = [&](const std::string& shard) -> const SafeTensorsFile& {
+    auto it = own.find(shard);
+    if (it == own.end())
+      it = own.emplace(shard, SafeTensorsFile::open((fs::path(dir_) / shard).string())).first;
+    return *it->second;
+  };
   for (auto& [t, ti] : copies) {
     const SafeTensorsFile& file = *shards_.at(ti.shard);
     try {
       at::Tensor src = file.get(ti.hub_name);
+      bool mapped = false;
       if (opt.map_weights && can_use_in_place(t, src, file)) {
-        // The tensor object (the module's parameter) now uses the mapped bytes; its old storage
-        // is released. set_data keeps the object, so module members and parameter lists see it.
-        t.set_data(src);
-        ++rep.mapped_tensors;
-        rep.mapped_bytes += ti.nbytes;
-      } else {
-        t.copy_(src);  // converts dtype and device
+        const SafeTensorsFile& mine = own_file(ti.shard);
+        at::Tensor fresh = mine.get(ti.hub_name);
+        // (Unless the file changed since open(): then the checked bytes are copied.)
+        if (can_use_in_place(t, fresh, mine)) {
+          // The tensor object (the module's parameter) now uses the mapped bytes; its old
+          // storage is released. set_data keeps the object: module members and lists see it.
+          t.set_data(fresh);
+          mapped = true;
+          ++rep.mapped_tensors;
+          rep.mapped_bytes += ti.nbytes;
+        }
       }
+      if (!mapped) t.copy_(src);  // converts dtype and device
     } catch (const c10::Error& e) {
       throw InputError("checkpoint '" + dir_ + "': copying " + describe(ti) +
                        " into the module failed: " + e.what_without_backtrace());

@@ -53,14 +53,13 @@ struct LoadOptions {
   // sharing its storage) of the checkpoint tensor's dtype and the mapped bytes are aligned to the
   // element size and copy-on-write (SafeTensorsFile::copy_on_write), the destination is made to
   // USE the mapped bytes (set_data) instead of receiving a copy: the weights are not held twice
-  // (once in the page cache, once in the module), and loading reads no bytes. The mapping lives as
-  // long as any tensor uses it, the Checkpoint object may go. The destination tensor object is
-  // re-pointed, not written. Weights loaded in place from one Checkpoint share its mapping like
-  // views share memory: a write to one (copy on write: it costs a page copy and never reaches the
-  // file or another Checkpoint::open of it) is seen by get() and by other modules loaded from the
-  // same Checkpoint. Converting, misaligned, device or view destinations are copied as before.
-  // Off: every destination receives its own copy (for callers that modify weights, e.g. training
-  // or two modules from one checkpoint that must differ).
+  // (once in the page cache, once in the module), and loading reads no bytes. Each load_into call
+  // maps the shards it uses anew, so modules loaded by different calls (and get()) never share
+  // pages: a write to a weight (copy on write: it costs a page copy, never reaches the file) is
+  // seen by that module only, as with copies. The mapping lives as long as any tensor uses it; the
+  // Checkpoint object may go. The destination tensor object is re-pointed, not written.
+  // Converting, misaligned, device or view destinations are copied as before. Off: every
+  // destination receives a copy in anonymous memory.
   bool map_weights = true;
 };
 
@@ -120,8 +119,9 @@ class Checkpoint {
   at::Tensor get(const std::string& name, const DtypeRequest& dtype = {}) const;
   // The same by hub name, for any tensor including those of unused groups.
   at::Tensor hub_get(const std::string& hub_name, const DtypeRequest& dtype = {}) const;
-  // True when the tensor's data lies inside one of this checkpoint's shard mappings (a zero-copy
-  // view or a weight loaded with LoadOptions::map_weights).
+  // True when the tensor's data lies in a memory mapping of one of this checkpoint's shard files
+  // (a view from get(), or a weight loaded in place by LoadOptions::map_weights); reads
+  // /proc/self/maps, for tests and diagnostics.
   bool maps(const at::Tensor& t) const;
 
   // Loads every parameter and buffer of `module` from the tensors under opt.prefix. Checks all
