@@ -58,6 +58,22 @@ std::string join_limited(const std::vector<std::string>& v, const std::string& s
   return s;
 }
 
+// A destination can use the mapped source in place when it is a whole, unshared, contiguous CPU
+// tensor of the same dtype and shape, and the source is a copy-on-write view of the mapping (not
+// the copy SafeTensorsFile::get makes of a misaligned tensor). An empty tensor gains nothing.
+bool can_use_in_place(const at::Tensor& dst, const at::Tensor& src, const SafeTensorsFile& file) {
+  if (!dst.device().is_cpu() || dst.scalar_type() != src.scalar_type() ||
+      dst.sizes() != src.sizes() || dst.numel() == 0)
+    return false;
+  if (!file.copy_on_write() || !file.maps(src.data_ptr())) return false;
+  if (dst.is_view() || !dst.is_contiguous() || dst.storage_offset() != 0 || !dst.has_storage())
+    return false;
+  // Another tensor sharing the storage (a view made without autograd's view tracking, a fused
+  // weight's slice) would keep the old bytes: copy into it instead.
+  if (dst.storage().use_count() != 1) return false;
+  return dst.storage().nbytes() == static_cast<size_t>(dst.numel()) * dst.element_size();
+}
+
 }  // namespace
 
 std::string safetensors_dtype_name(at::ScalarType t) {
@@ -341,6 +357,30 @@ at::Tensor Checkpoint::hub_get(const std::string& hub, const DtypeRequest& dtype
   return t;
 }
 
+bool Checkpoint::maps(const at::Tensor& t) const {
+  if (!t.defined() || !t.device().is_cpu() || !t.has_storage() || t.numel() == 0) return false;
+  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  // Lines of /proc/self/maps: "start-end perms offset dev inode   path".
+  std::ifstream f("/proc/self/maps");
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, inode, path;
+    in >> range >> perms >> offset >> dev >> inode;
+    std::getline(in >> std::ws, path);
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    const uintptr_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uintptr_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (p < lo || p >= hi) continue;
+    std::error_code ec;
+    for (const auto& kv : shards_)
+      if (!path.empty() && fs::equivalent(path, fs::path(dir_) / kv.first, ec)) return true;
+    return false;
+  }
+  return false;
+}
+
 LoadReport Checkpoint::load_into(torch::nn::Module& module, const LoadOptions& opt) const {
   std::vector<std::pair<std::string, at::Tensor>> dst;
   for (const auto& item : module.named_parameters(/*recurse=*/true))
@@ -418,9 +458,33 @@ LoadReport Checkpoint::load_into(const std::vector<std::pair<std::string, at::Te
   // Copy only after everything checked, so a bad checkpoint leaves the module untouched.
   LoadReport rep;
   at::NoGradGuard no_grad;
+  // Weights used in place come from this call's own mappings of the shards (see map_weights).
+  std::map<std::string, std::shared_ptr<SafeTensorsFile>> own;
+  auto own_file = [&](const std::string& shard) -> const SafeTensorsFile& {
+    auto it = own.find(shard);
+    if (it == own.end())
+      it = own.emplace(shard, SafeTensorsFile::open((fs::path(dir_) / shard).string())).first;
+    return *it->second;
+  };
   for (auto& [t, ti] : copies) {
+    const SafeTensorsFile& file = *shards_.at(ti.shard);
     try {
-      t.copy_(shards_.at(ti.shard)->get(ti.hub_name));  // converts dtype and device
+      at::Tensor src = file.get(ti.hub_name);
+      bool mapped = false;
+      if (opt.map_weights && can_use_in_place(t, src, file)) {
+        const SafeTensorsFile& mine = own_file(ti.shard);
+        at::Tensor fresh = mine.get(ti.hub_name);
+        // (Unless the file changed since open(): then the checked bytes are copied.)
+        if (can_use_in_place(t, fresh, mine)) {
+          // The tensor object (the module's parameter) now uses the mapped bytes; its old
+          // storage is released. set_data keeps the object: module members and lists see it.
+          t.set_data(fresh);
+          mapped = true;
+          ++rep.mapped_tensors;
+          rep.mapped_bytes += ti.nbytes;
+        }
+      }
+      if (!mapped) t.copy_(src);  // converts dtype and device
     } catch (const c10::Error& e) {
       throw InputError("checkpoint '" + dir_ + "': copying " + describe(ti) +
                        " into the module failed: " + e.what_without_backtrace());

@@ -49,11 +49,25 @@ struct LoadOptions {
   std::vector<std::string> ignore_missing;
   // Checkpoint tensors under `prefix` that the module lacks are an error unless this is set.
   bool allow_unexpected = false;
+  // Zero-copy loading: where a destination is a whole CPU tensor (no view, no other tensor
+  // sharing its storage) of the checkpoint tensor's dtype and the mapped bytes are aligned to the
+  // element size and copy-on-write (SafeTensorsFile::copy_on_write), the destination is made to
+  // USE the mapped bytes (set_data) instead of receiving a copy: the weights are not held twice
+  // (once in the page cache, once in the module), and loading reads no bytes. Each load_into call
+  // maps the shards it uses anew, so modules loaded by different calls (and get()) never share
+  // pages: a write to a weight (copy on write: it costs a page copy, never reaches the file) is
+  // seen by that module only, as with copies. The mapping lives as long as any tensor uses it; the
+  // Checkpoint object may go. The destination tensor object is re-pointed, not written.
+  // Converting, misaligned, device or view destinations are copied as before. Off: every
+  // destination receives a copy in anonymous memory.
+  bool map_weights = true;
 };
 
 struct LoadReport {
-  int64_t tensors = 0;                      // copied into the module
-  int64_t bytes = 0;                        // bytes read from the checkpoint
+  int64_t tensors = 0;         // loaded into the module (copied or mapped)
+  int64_t bytes = 0;           // their bytes in the checkpoint
+  int64_t mapped_tensors = 0;  // of those, used in place (LoadOptions::map_weights)
+  int64_t mapped_bytes = 0;
   std::vector<std::string> skipped_unused;  // unused group prefixes present in the checkpoint
 };
 
@@ -105,12 +119,16 @@ class Checkpoint {
   at::Tensor get(const std::string& name, const DtypeRequest& dtype = {}) const;
   // The same by hub name, for any tensor including those of unused groups.
   at::Tensor hub_get(const std::string& hub_name, const DtypeRequest& dtype = {}) const;
+  // True when the tensor's data lies in a memory mapping of one of this checkpoint's shard files
+  // (a view from get(), or a weight loaded in place by LoadOptions::map_weights); reads
+  // /proc/self/maps, for tests and diagnostics.
+  bool maps(const at::Tensor& t) const;
 
   // Loads every parameter and buffer of `module` from the tensors under opt.prefix. Checks all
   // of them first (missing, unexpected, shape, dtype kind) and throws one InputError listing every
   // problem with the shard file, expected and found shape/dtype; only when all pass does it copy
-  // (converting to each module tensor's dtype and device), so a bad checkpoint leaves the module
-  // untouched.
+  // (converting to each module tensor's dtype and device) or map (LoadOptions::map_weights), so
+  // a bad checkpoint leaves the module untouched.
   LoadReport load_into(torch::nn::Module& module, const LoadOptions& opt = {}) const;
   // The same for an explicit list of destination tensors (name relative to opt.prefix).
   LoadReport load_into(const std::vector<std::pair<std::string, at::Tensor>>& destinations,

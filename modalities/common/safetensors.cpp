@@ -50,10 +50,11 @@ const std::string& known_dtypes() { return safetensors_known_dtypes(); }
   throw InputError("safetensors file '" + path + "': " + what);
 }
 
-// Owns the read-only mapping; tensors hold a shared_ptr to it through their deleter context.
+// Owns the mapping; tensors hold a shared_ptr to it through their deleter context.
 struct Mapping {
   void* base = nullptr;
   size_t size = 0;
+  bool writable = false;  // PROT_WRITE on a MAP_PRIVATE mapping: copy on write
   ~Mapping() {
     if (base && base != MAP_FAILED) munmap(base, size);
   }
@@ -90,14 +91,20 @@ class MappedFile final : public SafeTensorsFile {
       return out;
     }
     auto* holder = new std::shared_ptr<Mapping>(map_);
-    // The mapping is read-only (PROT_READ): a write through this tensor faults. from_blob needs a
-    // non-const pointer; callers that need to modify clone() first (load_weights copies).
+    // Copy on write (see the class comment): a write through this tensor changes this process's
+    // private pages, never the file; with the PROT_READ fallback it faults.
     return at::from_blob(
         ptr, e.shape, [holder](void*) { delete holder; }, opts);
   }
   std::vector<int64_t> shape(const std::string& name) const override { return entry(name).shape; }
   at::ScalarType dtype(const std::string& name) const override { return entry(name).dtype->type; }
   const std::map<std::string, std::string>& metadata() const override { return metadata_; }
+  bool maps(const void* p) const override {
+    const auto* c = static_cast<const char*>(p);
+    const auto* b = static_cast<const char*>(map_->base);
+    return b && c >= b && c < b + map_->size;
+  }
+  bool copy_on_write() const override { return map_->writable; }
 
  private:
   const Entry& entry(const std::string& name) const {
@@ -126,7 +133,11 @@ class MappedFile final : public SafeTensorsFile {
       fail(path_, "file is " + std::to_string(map_->size) +
                       " bytes, shorter than the 8-byte header length (truncated?)");
     }
-    map_->base = mmap(nullptr, map_->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    // Copy on write (see safetensors.h); read-only where the kernel refuses to commit that much.
+    map_->base = mmap(nullptr, map_->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    map_->writable = map_->base != MAP_FAILED;
+    if (map_->base == MAP_FAILED && errno == ENOMEM)
+      map_->base = mmap(nullptr, map_->size, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     ::close(fd);
     if (map_->base == MAP_FAILED) {

@@ -11,6 +11,7 @@
 #include <ostream>
 
 #include "core/error.h"
+#include "modalities/common/checkpoint.h"
 #include "modalities/common/safetensors.h"
 #include "models/qwen2_5_omni/thinker.h"
 
@@ -76,11 +77,11 @@ void run_ask(const AskOptions& o, std::ostream& out, std::ostream& err) {
   so.top_p = o.top_p;
   so.seed = o.seed;
   const auto t2 = std::chrono::steady_clock::now();
-  TextCallback stream;
-  if (!o.json)
-    stream = [&out](int64_t, const std::string& text) {
-      if (!text.empty()) out << text << std::flush;
-    };
+  double first_token_s = -1;  // from the start of loading to the first generated token
+  TextCallback stream = [&](int64_t, const std::string& text) {
+    if (first_token_s < 0) first_token_s = seconds_since(t0);
+    if (!o.json && !text.empty()) out << text << std::flush;
+  };
   const Answer a = thinker->generate(prompt, so, stream);
   const double gen_s = seconds_since(t2);
   const double tps = gen_s > 0 ? double(a.ids.size()) / gen_s : 0.0;
@@ -102,6 +103,10 @@ void run_ask(const AskOptions& o, std::ostream& out, std::ostream& err) {
     j["device"] = o.device;
     j["dtype"] = o.dtype;
     j["load_seconds"] = load_s;
+    j["first_token_seconds"] = first_token_s;
+    const LoadReport& w = thinker->load_report();
+    j["weights_bytes"] = w.bytes;
+    j["weights_mapped_bytes"] = w.mapped_bytes;
     j["prompt_seconds"] = prompt_s;
     j["generate_seconds"] = gen_s;
     j["tokens_per_s"] = tps;

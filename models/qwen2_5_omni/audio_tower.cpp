@@ -64,11 +64,11 @@ AudioTowerOptions AudioTowerOptions::from_config(const nlohmann::json& c) {
 }
 
 AudioAttentionImpl::AudioAttentionImpl(int64_t d_model, int64_t heads_) : heads(heads_) {
-  q_proj = register_module("q_proj", torch::nn::Linear(d_model, d_model));
+  q_proj = register_module("q_proj", omni::nn::Linear(d_model, d_model));
   k_proj = register_module(
-      "k_proj", torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
-  v_proj = register_module("v_proj", torch::nn::Linear(d_model, d_model));
-  out_proj = register_module("out_proj", torch::nn::Linear(d_model, d_model));
+      "k_proj", omni::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+  v_proj = register_module("v_proj", omni::nn::Linear(d_model, d_model));
+  out_proj = register_module("out_proj", omni::nn::Linear(d_model, d_model));
 }
 
 at::Tensor AudioAttentionImpl::forward(const at::Tensor& x, int64_t window, int64_t full) {
@@ -95,8 +95,8 @@ AudioEncoderLayerImpl::AudioEncoderLayerImpl(const AudioTowerOptions& o) {
   self_attn = register_module("self_attn", AudioAttention(d, o.encoder_attention_heads()));
   self_attn_layer_norm = register_module("self_attn_layer_norm",
                                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  fc1 = register_module("fc1", torch::nn::Linear(d, o.encoder_ffn_dim()));
-  fc2 = register_module("fc2", torch::nn::Linear(o.encoder_ffn_dim(), d));
+  fc1 = register_module("fc1", omni::nn::Linear(d, o.encoder_ffn_dim()));
+  fc2 = register_module("fc2", omni::nn::Linear(o.encoder_ffn_dim(), d));
   final_layer_norm =
       register_module("final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
 }
@@ -123,7 +123,7 @@ AudioTowerImpl::AudioTowerImpl(AudioTowerOptions o) : options_(o) {
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.encoder_layers(); ++i) layers->push_back(AudioEncoderLayer(o));
   ln_post = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  proj = register_module("proj", torch::nn::Linear(d, o.output_dim()));
+  proj = register_module("proj", omni::nn::Linear(d, o.output_dim()));
   positions_ = omni::whisper_sinusoids(o.max_source_positions(), d, at::kFloat);
 }
 

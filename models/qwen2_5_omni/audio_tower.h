@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "modalities/common/deferred_init.h"
+
 namespace omni::qwen {
 
 // Qwen2_5OmniAudioEncoderConfig's fields (defaults: transformers' = Qwen2.5-Omni-7B's).
@@ -48,7 +50,7 @@ class AudioAttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, int64_t window, int64_t full);
 
   int64_t heads;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  omni::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 };
 TORCH_MODULE(AudioAttention);
 
@@ -60,7 +62,7 @@ class AudioEncoderLayerImpl : public torch::nn::Module {
 
   AudioAttention self_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  omni::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(AudioEncoderLayer);
 
@@ -84,7 +86,7 @@ class AudioTowerImpl : public torch::nn::Module {
   torch::nn::Embedding audio_bos_eos_token{nullptr};
   torch::nn::ModuleList layers{nullptr};
   torch::nn::LayerNorm ln_post{nullptr};
-  torch::nn::Linear proj{nullptr};
+  omni::nn::Linear proj{nullptr};
 
  private:
   AudioTowerOptions options_;

@@ -135,11 +135,11 @@ TextAttentionImpl::TextAttentionImpl(const TextModelOptions& o)
       head_dim_(o.resolved_head_dim()) {
   using torch::nn::LinearOptions;
   const int64_t d = o.hidden_size;
-  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(d, heads_ * head_dim_)));
-  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(d, kv_heads_ * head_dim_)));
-  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(d, kv_heads_ * head_dim_)));
-  o_proj = register_module("o_proj",
-                           torch::nn::Linear(LinearOptions(heads_ * head_dim_, d).bias(false)));
+  q_proj = register_module("q_proj", omni::nn::Linear(LinearOptions(d, heads_ * head_dim_)));
+  k_proj = register_module("k_proj", omni::nn::Linear(LinearOptions(d, kv_heads_ * head_dim_)));
+  v_proj = register_module("v_proj", omni::nn::Linear(LinearOptions(d, kv_heads_ * head_dim_)));
+  o_proj =
+      register_module("o_proj", omni::nn::Linear(LinearOptions(heads_ * head_dim_, d).bias(false)));
 }
 
 at::Tensor TextAttentionImpl::forward(const at::Tensor& x,
@@ -174,11 +174,11 @@ at::Tensor TextAttentionImpl::forward(const at::Tensor& x,
 TextMLPImpl::TextMLPImpl(int64_t hidden, int64_t intermediate) {
   using torch::nn::LinearOptions;
   gate_proj = register_module("gate_proj",
-                              torch::nn::Linear(LinearOptions(hidden, intermediate).bias(false)));
-  up_proj = register_module("up_proj",
-                            torch::nn::Linear(LinearOptions(hidden, intermediate).bias(false)));
+                              omni::nn::Linear(LinearOptions(hidden, intermediate).bias(false)));
+  up_proj =
+      register_module("up_proj", omni::nn::Linear(LinearOptions(hidden, intermediate).bias(false)));
   down_proj = register_module("down_proj",
-                              torch::nn::Linear(LinearOptions(intermediate, hidden).bias(false)));
+                              omni::nn::Linear(LinearOptions(intermediate, hidden).bias(false)));
 }
 
 at::Tensor TextMLPImpl::forward(const at::Tensor& x) {
@@ -208,8 +208,8 @@ TextModelImpl::TextModelImpl(TextModelOptions o)
               default_rope_inv_freq(options_.resolved_head_dim(), options_.rope_theta)) {
   const auto& c = options_;
   auto place = [&](torch::nn::Module& m) { m.to(c.device, c.dtype); };
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(
-                                                     c.vocab_size, c.hidden_size)));
+  embed_tokens = register_module(
+      "embed_tokens", torch::nn::Embedding(embedding_options(c.vocab_size, c.hidden_size)));
   place(*embed_tokens);
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
@@ -223,7 +223,7 @@ TextModelImpl::TextModelImpl(TextModelOptions o)
   if (!c.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head",
-        torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+        omni::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
     place(*lm_head);
   }
 }

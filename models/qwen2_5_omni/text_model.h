@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "fusion/transformer.h"  // KVCache, RMSNorm, MultiAxisRotary
+#include "modalities/common/deferred_init.h"
 
 namespace omni::qwen {
 
@@ -64,7 +65,7 @@ class TextAttentionImpl : public torch::nn::Module {
   // queries attend causally over all of them.
   at::Tensor forward(const at::Tensor& x, const std::pair<at::Tensor, at::Tensor>& rot,
                      at::Tensor* k_cache, at::Tensor* v_cache);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  omni::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
@@ -75,7 +76,7 @@ class TextMLPImpl : public torch::nn::Module {
  public:
   TextMLPImpl(int64_t hidden, int64_t intermediate);
   at::Tensor forward(const at::Tensor& x);  // down(silu(gate(x)) * up(x)), no biases
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  omni::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(TextMLP);
 
@@ -117,7 +118,7 @@ class TextModelImpl : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  omni::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   TextModelOptions options_;

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "modalities/common/checkpoint.h"
+#include "modalities/common/deferred_init.h"
 #include "modalities/common/torch_compat.h"
 #include "modalities/text/hf_tokenizer.h"
 #include "models/qwen2_5_omni/audio_tower.h"
@@ -87,6 +88,7 @@ struct Thinker::Impl {
   at::Device device{at::kCPU};
   at::ScalarType dtype = at::kFloat;
   std::shared_ptr<Checkpoint> ckpt;
+  LoadReport loaded;
   std::optional<PromptRenderer> renderer;  // chat template + tokenizer
   std::shared_ptr<const HfTokenizer> tok;
   ProcessorConfig processor;
@@ -119,9 +121,16 @@ at::ScalarType thinker_dtype(const std::string& text, const at::Device& device) 
 
 template <class M>
 void load_module(M& m, const Checkpoint& ck, const std::string& prefix, const at::Device& device,
-                 at::ScalarType dtype) {
+                 at::ScalarType dtype, bool map_weights, LoadReport& total) {
   m->to(device, dtype);
-  ck.load_into(*m, {prefix});
+  LoadOptions lo{prefix};
+  lo.map_weights = map_weights;
+  const LoadReport r = ck.load_into(*m, lo);
+  total.tensors += r.tensors;
+  total.bytes += r.bytes;
+  total.mapped_tensors += r.mapped_tensors;
+  total.mapped_bytes += r.mapped_bytes;
+  total.skipped_unused = r.skipped_unused;
   m->eval();
 }
 
@@ -185,14 +194,19 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
   m.eos = ck.eos_token_ids();
 
   at::NoGradGuard no_grad;
+  // Every parameter of the towers comes from the checkpoint (load_module checks that before it
+  // loads any), so the big ones are allocated uninitialized in the target dtype and device, not
+  // randomly initialized in fp32 first; on the CPU, weights of the checkpoint's dtype then use
+  // the mapped bytes in place (LoadOptions::map_weights): one copy of the weights, not two.
+  DeferredInitGuard deferred(at::TensorOptions().dtype(m.dtype).device(m.device));
   try {
     if (o.vision) {
       m.vision = VisionTower(VisionTowerOptions::from_config(*ck.tower_config("vision")));
-      load_module(m.vision, ck, "vision.", m.device, m.dtype);
+      load_module(m.vision, ck, "vision.", m.device, m.dtype, o.map_weights, m.loaded);
     }
     if (o.audio) {
       m.audio = AudioTower(AudioTowerOptions::from_config(*ck.tower_config("audio")));
-      load_module(m.audio, ck, "audio.", m.device, m.dtype);
+      load_module(m.audio, ck, "audio.", m.device, m.dtype, o.map_weights, m.loaded);
     }
     if (o.text) {
       // Built part by part in the target dtype and device (never the whole model in fp32).
@@ -200,7 +214,7 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
       to.dtype = m.dtype;
       to.device = m.device;
       m.text = TextModel(to);
-      load_module(m.text, ck, "text.", m.device, m.dtype);
+      load_module(m.text, ck, "text.", m.device, m.dtype, o.map_weights, m.loaded);
     }
   } catch (const c10::Error& e) {
     throw InputError(dir + ": building the model failed: " + e.what_without_backtrace());
@@ -209,6 +223,7 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
 }
 
 const Checkpoint& Thinker::checkpoint() const { return *impl_->ckpt; }
+const LoadReport& Thinker::load_report() const { return impl_->loaded; }
 const HfTokenizer& Thinker::tokenizer() const { return *impl_->tok; }
 const ProcessorConfig& Thinker::processor() const { return impl_->processor; }
 std::vector<int64_t> Thinker::eos_token_ids() const { return impl_->eos; }

@@ -25,6 +25,7 @@
 
 namespace omni {
 class Checkpoint;
+struct LoadReport;
 class HfTokenizer;
 }  // namespace omni
 
@@ -36,6 +37,10 @@ struct ThinkerOptions {
   // Which modules to build and load (the graph's nodes each load only their own); the tokenizer,
   // chat template and processor settings are always read.
   bool vision = true, audio = true, text = true;
+  // Weights whose checkpoint dtype is the model's dtype use the memory-mapped checkpoint bytes in
+  // place on the CPU (LoadOptions::map_weights: one copy of the weights in memory, not two; a
+  // write to a weight stays private to the process). Off: every weight is copied.
+  bool map_weights = true;
 };
 
 // One user turn: the media item (if any), then the question.
@@ -138,6 +143,8 @@ class Thinker {
                   const TextCallback& on_token = {}) const;
 
   const Checkpoint& checkpoint() const;
+  // The towers' weights together: tensors and bytes loaded, and how many use the mapping in place.
+  const LoadReport& load_report() const;
   const HfTokenizer& tokenizer() const;
   const ProcessorConfig& processor() const;
   std::vector<int64_t> eos_token_ids() const;

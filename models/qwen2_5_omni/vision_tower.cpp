@@ -247,10 +247,10 @@ at::Tensor VisionRmsNormImpl::forward(const at::Tensor& x) {
 
 VisionAttentionImpl::VisionAttentionImpl(int64_t dim, int64_t heads_, int64_t chunk_bytes_)
     : heads(heads_), chunk_bytes(chunk_bytes_) {
-  q = register_module("q", torch::nn::Linear(dim, dim));
-  k = register_module("k", torch::nn::Linear(dim, dim));
-  v = register_module("v", torch::nn::Linear(dim, dim));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  q = register_module("q", omni::nn::Linear(dim, dim));
+  k = register_module("k", omni::nn::Linear(dim, dim));
+  v = register_module("v", omni::nn::Linear(dim, dim));
+  proj = register_module("proj", omni::nn::Linear(dim, dim));
 }
 
 at::Tensor VisionAttentionImpl::forward(const at::Tensor& x, const VisionAttentionPlan& plan,
@@ -291,9 +291,9 @@ at::Tensor VisionAttentionImpl::forward(const at::Tensor& x, const VisionAttenti
 }
 
 VisionMlpImpl::VisionMlpImpl(int64_t dim, int64_t hidden, std::string act_) : act(std::move(act_)) {
-  gate_proj = register_module("gate_proj", torch::nn::Linear(dim, hidden));
-  up_proj = register_module("up_proj", torch::nn::Linear(dim, hidden));
-  down_proj = register_module("down_proj", torch::nn::Linear(hidden, dim));
+  gate_proj = register_module("gate_proj", omni::nn::Linear(dim, hidden));
+  up_proj = register_module("up_proj", omni::nn::Linear(dim, hidden));
+  down_proj = register_module("down_proj", omni::nn::Linear(hidden, dim));
 }
 
 at::Tensor VisionMlpImpl::forward(const at::Tensor& x) {
@@ -330,8 +330,8 @@ VisionTowerImpl::VisionTowerImpl(VisionTowerOptions o) : options_(std::move(o)) 
   const int64_t merged = c.hidden_size * c.merge_unit();
   merger_ln_q = merger->register_module("ln_q", VisionRmsNorm(c.hidden_size, c.rms_norm_eps));
   merger_mlp = merger->register_module(
-      "mlp", torch::nn::Sequential(torch::nn::Linear(merged, merged), torch::nn::GELU(),
-                                   torch::nn::Linear(merged, c.out_hidden_size)));
+      "mlp", torch::nn::Sequential(omni::nn::Linear(merged, merged), torch::nn::GELU(),
+                                   omni::nn::Linear(merged, c.out_hidden_size)));
 }
 
 at::Tensor VisionTowerImpl::forward_blocks(const at::Tensor& pixel_values,

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "modalities/common/deferred_init.h"
+
 namespace omni::qwen {
 
 struct VisionTowerOptions {
@@ -104,7 +106,7 @@ class VisionAttentionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const VisionAttentionPlan& segments,
                      const at::Tensor& cos, const at::Tensor& sin);
   int64_t heads, chunk_bytes;
-  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, proj{nullptr};
+  omni::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, proj{nullptr};
 };
 TORCH_MODULE(VisionAttention);
 
@@ -113,7 +115,7 @@ class VisionMlpImpl : public torch::nn::Module {
   VisionMlpImpl(int64_t dim, int64_t hidden, std::string act);
   at::Tensor forward(const at::Tensor& x);
   std::string act;
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  omni::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(VisionMlp);
 

@@ -253,6 +253,130 @@ TEST(CheckpointFixture, LoadsIntoModulesPerTowerWithConversion) {
       head->named_parameters()["weight"].equal(c->get("text.lm_head.weight").to(at::kBFloat16)));
 }
 
+// ---- zero-copy loading (LoadOptions::map_weights) ----
+
+// Same dtype: every parameter is re-pointed at the mapped bytes (its data_ptr lies inside the
+// mapping), stays the module's own tensor object (members and parameter lists see it), and
+// outlives the Checkpoint that mapped it. Nothing is copied.
+TEST(CheckpointFixture, MapsWeightsInPlaceWhenDtypesMatch) {
+  const auto shapes = fixture_shapes("thinker.audio_tower.");  // all F32 in the fixture
+  auto module = make_module(shapes);
+  std::map<std::string, at::Tensor> before;  // the tensor objects, not their values
+  for (const auto& item : module->named_parameters()) before[item.key()] = item.value();
+  {
+    auto c = Checkpoint::open(kFixture.string());
+    const LoadReport r = c->load_into(*module, {"audio."});
+    EXPECT_EQ(r.tensors, static_cast<int64_t>(shapes.size()));
+    EXPECT_EQ(r.mapped_tensors, r.tensors);
+    EXPECT_EQ(r.mapped_bytes, r.bytes);
+    for (const auto& item : module->named_parameters()) {
+      EXPECT_TRUE(c->maps(item.value())) << item.key();
+      EXPECT_TRUE(item.value().is_same(before.at(item.key()))) << item.key();
+      EXPECT_TRUE(item.value().requires_grad()) << item.key();
+    }
+  }  // the Checkpoint and its SafeTensorsFiles are gone; the mapping lives on in the tensors
+  auto fresh = Checkpoint::open(kFixture.string());
+  for (const auto& item : module->named_parameters()) {
+    EXPECT_TRUE(fresh->maps(item.value())) << item.key();  // a mapping of the same files
+    EXPECT_TRUE(item.value().equal(fresh->get("audio." + item.key()))) << item.key();
+  }
+}
+
+// Converting (fp32 file, bf16 module), opted out, or a destination whose storage another tensor
+// shares: copies, and the data stays outside the mapping.
+TEST(CheckpointFixture, CopiesWhenConvertingOptedOutOrShared) {
+  auto c = Checkpoint::open(kFixture.string());
+  const auto shapes = fixture_shapes("thinker.audio_tower.");
+  auto bf16 = make_module(shapes, at::kBFloat16);
+  const LoadReport r = c->load_into(*bf16, {"audio."});
+  EXPECT_EQ(r.tensors, static_cast<int64_t>(shapes.size()));
+  EXPECT_EQ(r.mapped_tensors, 0);
+  for (const auto& item : bf16->named_parameters()) {
+    EXPECT_FALSE(c->maps(item.value())) << item.key();
+    EXPECT_TRUE(item.value().equal(c->get("audio." + item.key()).to(at::kBFloat16)));
+  }
+
+  auto off = make_module(shapes);
+  LoadOptions opt{"audio."};
+  opt.map_weights = false;
+  EXPECT_EQ(c->load_into(*off, opt).mapped_tensors, 0);
+  for (const auto& item : off->named_parameters()) {
+    EXPECT_FALSE(c->maps(item.value())) << item.key();
+    EXPECT_TRUE(item.value().equal(c->get("audio." + item.key()))) << item.key();
+  }
+
+  // Explicit destinations: a whole tensor is mapped; one that is a view of a bigger buffer, or
+  // whose storage an alias shares, receives a copy so the buffer / alias sees the values.
+  const std::string a = "audio.conv1.bias", b = "audio.conv2.bias", d = "audio.ln_post.bias";
+  const int64_t n = c->info(a).shape.at(0);
+  at::Tensor whole = at::zeros({n});
+  at::Tensor buffer = at::zeros({2 * n});
+  at::Tensor view = buffer.narrow(0, n, n);
+  at::Tensor shared = at::zeros({n});
+  const at::Tensor alias = shared.detach();  // another tensor object on the same storage
+  LoadOptions all{""};
+  all.allow_unexpected = true;
+  const LoadReport e = c->load_into({{a, whole}, {b, view}, {d, shared}}, all);
+  EXPECT_EQ(e.tensors, 3);
+  EXPECT_EQ(e.mapped_tensors, 1);
+  EXPECT_TRUE(c->maps(whole));
+  EXPECT_TRUE(whole.equal(c->get(a)));
+  EXPECT_TRUE(buffer.narrow(0, n, n).equal(c->get(b)));
+  EXPECT_TRUE(alias.equal(c->get(d)));
+}
+
+// The mappings are copy on write and each load_into call has its own: a write to a weight used
+// in place changes that module's weight only; get(), a module loaded by another call and the
+// file keep the original bytes.
+TEST_F(CheckpointTest, WritesToMappedWeightsStayPrivate) {
+  auto c = Checkpoint::open(dir_.string());
+  const auto shapes = fixture_shapes("thinker.audio_tower.");
+  auto m = make_module(shapes), other = make_module(shapes);
+  ASSERT_EQ(c->load_into(*m, {"audio."}).mapped_tensors, static_cast<int64_t>(shapes.size()));
+  ASSERT_EQ(c->load_into(*other, {"audio."}).mapped_tensors, static_cast<int64_t>(shapes.size()));
+  const at::Tensor original = c->get("audio.proj.weight").clone();
+  at::Tensor w = m->named_parameters()["proj.weight"];
+  {
+    at::NoGradGuard no_grad;
+    w.add_(1.0);
+  }
+  EXPECT_TRUE(w.equal(original + 1.0));
+  EXPECT_TRUE(other->named_parameters()["proj.weight"].equal(original));
+  EXPECT_TRUE(c->get("audio.proj.weight").equal(original));
+  EXPECT_TRUE(Checkpoint::open(dir_.string())->get("audio.proj.weight").equal(original));
+}
+
+// A tensor stored at an offset that is not a multiple of its element size (other writers do
+// that) cannot be viewed in place: it is copied, with the right values.
+TEST_F(CheckpointTest, MisalignedTensorIsCopied) {
+  for (const auto& e : fs::directory_iterator(dir_)) fs::remove(e.path());
+  write_text("config.json", R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+    "hidden_size": 4, "num_hidden_layers": 1, "num_attention_heads": 1, "num_key_value_heads": 1,
+    "vocab_size": 2})");
+  // Header padded so the data region starts 8-aligned; a 1-byte U8 tensor first puts the F32
+  // tensor at data offset 1.
+  std::string header = R"({"model.a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                       R"("model.norm.weight":{"dtype":"F32","shape":[4],"data_offsets":[1,17]}})";
+  while ((8 + header.size()) % 8 != 0) header.push_back(' ');
+  const float values[4] = {1.5f, -2.0f, 0.25f, 3.0f};
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  bytes += header;
+  bytes.push_back(7);
+  bytes.append(reinterpret_cast<const char*>(values), sizeof values);
+  write_text("model.safetensors", bytes);
+  auto c = Checkpoint::open(dir_.string());
+  auto m = make_module({{"norm.weight", {4}}});
+  LoadOptions opt{"text."};
+  opt.allow_unexpected = true;
+  const LoadReport r = c->load_into(*m, opt);
+  EXPECT_EQ(r.tensors, 1);
+  EXPECT_EQ(r.mapped_tensors, 0);
+  const at::Tensor w = m->named_parameters()["norm.weight"];
+  EXPECT_FALSE(c->maps(w));
+  EXPECT_TRUE(w.equal(at::tensor({1.5f, -2.0f, 0.25f, 3.0f})));
+}
+
 // ---- malformed variants: each gives its error and loads nothing ----
 
 TEST_F(CheckpointTest, MissingShard) {

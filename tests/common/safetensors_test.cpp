@@ -108,6 +108,21 @@ TEST_F(SafetensorsTest, TensorsOutliveTheFileObject) {
   EXPECT_FLOAT_EQ(x.sum().item<float>(), 499500.f);
 }
 
+// get() views the mapping (maps() says so), which is copy on write: writing through a view
+// changes this mapping's pages, never the file.
+TEST_F(SafetensorsTest, ViewsAreCopyOnWrite) {
+  save_safetensors(path("a.safetensors"), {{"x", at::arange(16, at::kFloat)}});
+  auto f = SafeTensorsFile::open(path("a.safetensors"));
+  EXPECT_TRUE(f->copy_on_write());
+  at::Tensor x = f->get("x");
+  EXPECT_TRUE(f->maps(x.data_ptr()));
+  EXPECT_FALSE(f->maps(x.clone().data_ptr()));
+  x.mul_(2);
+  EXPECT_TRUE(f->get("x").equal(at::arange(16, at::kFloat) * 2));
+  EXPECT_TRUE(
+      SafeTensorsFile::open(path("a.safetensors"))->get("x").equal(at::arange(16, at::kFloat)));
+}
+
 TEST_F(SafetensorsTest, ReadsFileWrittenByPythonLibrary) {
   const std::string p =
       std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/fusion/python_written.safetensors";

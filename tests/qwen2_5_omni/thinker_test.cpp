@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "modalities/common/checkpoint.h"
 #include "modalities/common/safetensors.h"
 #include "models/qwen2_5_omni/thinker.h"
 
@@ -105,6 +106,33 @@ INSTANTIATE_TEST_SUITE_P(Cases, ThinkerParity,
                          ::testing::Values("text", "image", "audio", "video_audio", "video",
                                            "audio_system"),
                          [](const auto& info) { return info.param; });
+
+// Zero-copy loading: the fp32 thinker of an fp32 checkpoint uses every weight in place from the
+// mapping, and its answers are those of a thinker whose weights were copied (map_weights off);
+// a bf16 thinker converts, so nothing is mapped. The parity cases above run on mapped weights.
+TEST(ThinkerLoad, MappedWeightsInPlaceGiveTheSameAnswers) {
+  const omni::LoadReport& mapped = thinker().load_report();
+  EXPECT_GT(mapped.tensors, 0);
+  EXPECT_EQ(mapped.mapped_tensors, mapped.tensors);
+  EXPECT_EQ(mapped.mapped_bytes, mapped.bytes);
+
+  omni::qwen::ThinkerOptions copy_opts;
+  copy_opts.map_weights = false;
+  const auto copied = Thinker::open(kDir, copy_opts);
+  EXPECT_EQ(copied->load_report().tensors, mapped.tensors);
+  EXPECT_EQ(copied->load_report().mapped_tensors, 0);
+  omni::qwen::PromptOptions po;
+  const auto p = thinker().prepare(media_path("image"), "What is it?", po);
+  const auto q = copied->prepare(media_path("image"), "What is it?", po);
+  EXPECT_TRUE(at::equal(thinker().prompt_logits(p), copied->prompt_logits(q)));
+
+  omni::qwen::ThinkerOptions bf16;
+  bf16.dtype = "bf16";
+  bf16.vision = bf16.audio = false;
+  const auto converted = Thinker::open(kDir, bf16);
+  EXPECT_GT(converted->load_report().tensors, 0);
+  EXPECT_EQ(converted->load_report().mapped_tensors, 0);
+}
 
 // The graph's path (decoded frames and PCM, media_from_decoded) gives the same media as read_media.
 TEST(ThinkerMedia, ReadMediaKinds) {
