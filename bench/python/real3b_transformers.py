@@ -8,7 +8,8 @@ transformers' Qwen2.5-Omni thinker on a Hugging Face directory, timed the way `a
 
 What it runs is what a researcher runs (the model card's recipe): qwen-omni-utils'
 process_mm_info, Qwen2_5OmniProcessor (with the video's sound track when --audio-in-video is on),
-Qwen2_5OmniForConditionalGeneration(...).thinker.generate, greedy, eager PyTorch,
+Qwen2_5OmniForConditionalGeneration(...).thinker.generate (a
+Qwen2_5OmniThinkerForConditionalGeneration), greedy, eager PyTorch,
 torch.set_num_threads(--threads). Timing points (as in ask_clip):
   load_seconds          from_pretrained of the model and the processor
   prompt_seconds        media decoding and processing (process_mm_info + processor) and the two
@@ -58,7 +59,8 @@ def main():
     warnings.filterwarnings("ignore")
     import torch
     import transformers
-    from transformers import Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniProcessor
+    from transformers import (PreTrainedModel, Qwen2_5OmniForConditionalGeneration,
+                              Qwen2_5OmniProcessor)
     from transformers.utils import logging as hf_logging
     from qwen_omni_utils import process_mm_info
 
@@ -67,10 +69,23 @@ def main():
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
 
     t0 = time.perf_counter()
-    model = Qwen2_5OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype)
+    # The directory has no talker and no spk_dict.pt (enable_audio_output is off): the class's own
+    # from_pretrained insists on the speaker file, so the generic loader is called, as the fixture
+    # generators do (scripts/fixtures/make_qwen_omni_e2e.py).
+    model = PreTrainedModel.from_pretrained.__func__(Qwen2_5OmniForConditionalGeneration,
+                                                     args.model, dtype=dtype)
     model.eval()
     thinker = model.thinker
     processor = Qwen2_5OmniProcessor.from_pretrained(args.model)
+    # The published config.json names the vision start/end ids in thinker_config; transformers 5
+    # reads them there (get_rope_index) without a default. Checkpoints made by an earlier
+    # make_qwen_omni_real.py lack them: take the tokenizer's ids (what omnipipe does).
+    tok = processor.tokenizer
+    for key, token in (("vision_start_token_id", "<|vision_bos|>"),
+                       ("vision_end_token_id", "<|vision_eos|>"),
+                       ("vision_token_id", "<|vision_pad|>")):
+        if getattr(thinker.config, key, None) is None:
+            setattr(thinker.config, key, tok.convert_tokens_to_ids(token))
     load_s = time.perf_counter() - t0
 
     # Tower time inside generate(): forward hooks on the two towers.
@@ -132,7 +147,6 @@ def main():
             pass
 
     stamps_ttft = []
-    tok = processor.tokenizer
     eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
     t2 = time.perf_counter()
     with torch.inference_mode():
