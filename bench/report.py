@@ -195,15 +195,20 @@ def collect_real(raw, commands):
     """scripts/bench-real's rounds -> the real3b_* entries (medians; paired per-round ratios)."""
     meta = json.loads(read(os.path.join(raw, "meta.json")))
     rounds = []
-    for r in range(1, meta["rounds"] + 1):
-        rd = {"ours": json.loads(read(os.path.join(raw, f"ours_{r}.json")))}
+    for r in range(1, meta["rounds"] + 1):  # the rounds that finished (omnipipe's run first)
+        p = os.path.join(raw, f"ours_{r}.json")
+        if not os.path.exists(p) or os.path.getsize(p) == 0:
+            break
+        rd = {"ours": json.loads(read(p))}
         p = os.path.join(raw, f"hf_{r}.json")
-        if os.path.exists(p):
+        if os.path.exists(p) and os.path.getsize(p) > 0:
             rd["hf"] = last_json(p)
         p = os.path.join(raw, f"llama_{r}.json")
-        if os.path.exists(p):
+        if os.path.exists(p) and os.path.getsize(p) > 0:
             rd["llama"] = last_json(p)
         rounds.append(rd)
+    if not rounds:
+        raise SystemExit(f"report: no finished round in {raw}")
     keys = ("prefill_tokens_per_s", "decode_tokens_per_s", "time_to_first_token_s", "max_rss_mb",
             "load_seconds", "prompt_seconds", "prefill_seconds")
     per_round = []
