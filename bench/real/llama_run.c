@@ -126,11 +126,10 @@ int main(int argc, char** argv) {
     greedy[g] = next;
   }
   const double t2 = now_s();
-  printf("{\"n_prompt\": %d, \"vocab\": %d, \"threads\": %d, \"n_ubatch\": %u, ", n, vocab,
-         threads, llama_n_ubatch(ctx));
+  printf("{\"n_prompt\": %d, \"vocab\": %d, \"threads\": %d, \"n_ubatch\": %u, ", n, vocab, threads,
+         llama_n_ubatch(ctx));
   printf("\"prefill_seconds\": %.6f, \"prefill_tokens_per_s\": %.6f, ", t1 - t0, n / (t1 - t0));
-  printf("\"decode_tokens_per_s\": %.6f, \"greedy\": [",
-         n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
+  printf("\"decode_tokens_per_s\": %.6f, \"greedy\": [", n_gen > 1 ? (n_gen - 1) / (t2 - t1) : 0.0);
   for (int g = 0; g < n_gen; ++g) printf("%s%d", g ? ", " : "", greedy[g]);
   printf("]");
   if (all) {
