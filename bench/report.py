@@ -4,10 +4,13 @@ tables of docs/PERFORMANCE.md (between <!-- bench:NAME:begin --> and <!-- bench:
 
   bench/report.py --raw DIR --out bench/results.json --docs docs/PERFORMANCE.md
   bench/report.py --docs docs/PERFORMANCE.md --from bench/results.json   # tables only
+  bench/report.py --real-raw DIR --out bench/results.json   # scripts/bench-real's real3b_* metrics
 
 results.json is a JSON array, one entry per metric: {name, value, unit, command, machine{cores,
 cpu_model, libtorch_version}, goal, details (supporting figures, optional)}; a metric whose
-benchmark failed is left out (and reported, exit status 1)."""
+benchmark failed is left out (and reported, exit status 1). The two runs share the file: a
+scripts/bench run (--raw) replaces the component and whole-pipeline metrics and keeps the real3b_*
+entries already there; a scripts/bench-real run (--real-raw) replaces only the real3b_* ones."""
 import argparse
 import json
 import os
@@ -28,7 +31,19 @@ METRICS = {
     "stream_answer_latency_ms_p99": ("ms", "-", None, "Whole pipeline"),
     "rss_mb_10_clips": ("MiB", "-", None, "Whole pipeline"),
     "rss_mb_100_clips": ("MiB", "within 10% of 10 clips", None, "Whole pipeline"),
+    # scripts/bench-real (scripts/bench --real): Qwen2.5-Omni-3B shape, CPU, bf16, side by side.
+    "real3b_prefill_tokens_per_s": ("tokens/s", "-", None, "Real model sizes"),
+    "real3b_prefill_ratio_vs_transformers": ("ratio", ">= 2", lambda v: v >= 2,
+                                             "Real model sizes"),
+    "real3b_prefill_ratio_vs_llamacpp": ("ratio", ">= 1", lambda v: v >= 1, "Real model sizes"),
+    "real3b_decode_tokens_per_s": ("tokens/s", "-", None, "Real model sizes"),
+    "real3b_decode_ratio_vs_transformers": ("ratio", ">= 2", lambda v: v >= 2,
+                                            "Real model sizes"),
+    "real3b_decode_ratio_vs_llamacpp": ("ratio", ">= 1", lambda v: v >= 1, "Real model sizes"),
+    "real3b_time_to_first_token_s": ("s", "-", None, "Real model sizes"),
+    "real3b_peak_rss_gb": ("GB", "<= 1.2 x weights' bytes", None, "Real model sizes"),
 }
+REAL = [n for n in METRICS if n.startswith("real3b_")]
 
 
 def read(path):
@@ -175,12 +190,140 @@ def collect(raw, commands):
     return entries, notes
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def collect_real(raw, commands):
+    """scripts/bench-real's rounds -> the real3b_* entries (medians; paired per-round ratios)."""
+    meta = json.loads(read(os.path.join(raw, "meta.json")))
+    rounds = []
+    for r in range(1, meta["rounds"] + 1):  # the rounds that finished (omnipipe's run first)
+        p = os.path.join(raw, f"ours_{r}.json")
+        if not os.path.exists(p) or os.path.getsize(p) == 0:
+            break
+        rd = {"ours": json.loads(read(p))}
+        p = os.path.join(raw, f"hf_{r}.json")
+        if os.path.exists(p) and os.path.getsize(p) > 0:
+            rd["hf"] = last_json(p)
+        p = os.path.join(raw, f"llama_{r}.json")
+        if os.path.exists(p) and os.path.getsize(p) > 0:
+            rd["llama"] = last_json(p)
+        rounds.append(rd)
+    if not rounds:
+        raise SystemExit(f"report: no finished round in {raw}")
+    keys = ("prefill_tokens_per_s", "decode_tokens_per_s", "time_to_first_token_s", "max_rss_mb",
+            "load_seconds", "prompt_seconds", "prefill_seconds")
+    per_round = []
+    for rd in rounds:
+        row = {"ours": {k: rd["ours"][k] for k in keys}}
+        if "hf" in rd:
+            row["transformers"] = {k: rd["hf"][k] for k in keys}
+        if "llama" in rd:
+            row["llamacpp"] = {k: rd["llama"][k] for k in ("prefill_tokens_per_s",
+                                                          "decode_tokens_per_s",
+                                                          "prefill_seconds")}
+        per_round.append(row)
+
+    def med(side, key):
+        vals = [row[side][key] for row in per_round if side in row]
+        return median(vals) if vals else None
+
+    def ratios(other, key):
+        return [row["ours"][key] / row[other][key] for row in per_round
+                if other in row and row[other][key] > 0]
+
+    first = rounds[0]["ours"]
+    sides = {"omnipipe": {k: med("ours", k) for k in keys}}
+    if any("transformers" in row for row in per_round):
+        sides["transformers"] = {k: med("transformers", k) for k in keys}
+    if any("llamacpp" in row for row in per_round):
+        sides["llamacpp"] = {k: med("llamacpp", k) for k in ("prefill_tokens_per_s",
+                                                             "decode_tokens_per_s",
+                                                             "prefill_seconds")}
+    versions = {"omnipipe_libtorch": None}
+    agreement = {}
+    if "hf" in rounds[0]:
+        versions.update(rounds[0]["hf"].get("versions", {}))
+        same_prompt = all(rd["hf"]["prompt_ids"] == rd["ours"]["prompt_ids"] for rd in rounds
+                          if "hf" in rd)
+        pairs = [(rd["ours"]["ids"], rd["hf"]["ids"]) for rd in rounds if "hf" in rd]
+        prefix = []
+        for a, b in pairs:
+            n = 0
+            for x, y in zip(a, b):
+                if x != y:
+                    break
+                n += 1
+            prefix.append(n)
+        agreement["transformers"] = {
+            "same_prompt_ids": same_prompt, "prompt_tokens": len(first["prompt_ids"]),
+            "same_greedy_tokens_all_rounds": all(a == b for a, b in pairs),
+            "greedy_tokens": len(first["ids"]), "same_greedy_prefix_min": min(prefix)}
+    if "llama" in rounds[0]:
+        versions["llamacpp"] = {"n_ubatch": rounds[0]["llama"].get("n_ubatch")}
+        try:
+            versions["llamacpp"]["version_text"] = " ".join(
+                read(os.path.join(raw, "llamacpp_version.txt")).split())
+        except OSError:
+            pass
+    try:
+        agreement["llamacpp"] = last_json(os.path.join(raw, "top1.json"))
+    except (OSError, ValueError):
+        pass
+    common = {"rounds": len(rounds), "threads": meta["threads"], "fps": meta["fps"],
+              "prompt_tokens": len(first["prompt_ids"]), "prompt_tokens_by_modality":
+              first.get("tokens"), "new_tokens": len(first["ids"]),
+              "weights_bytes": meta["weights_bytes"], "gguf_bytes": meta.get("gguf_bytes"),
+              "clip": "10 s 640x360 25 fps H.264 test pattern + espeak-ng speech (AAC 16 kHz)",
+              "question": meta["question"]}
+    values = {}
+    spread = {}
+    values["real3b_prefill_tokens_per_s"] = sides["omnipipe"]["prefill_tokens_per_s"]
+    values["real3b_decode_tokens_per_s"] = sides["omnipipe"]["decode_tokens_per_s"]
+    values["real3b_time_to_first_token_s"] = sides["omnipipe"]["time_to_first_token_s"]
+    values["real3b_peak_rss_gb"] = sides["omnipipe"]["max_rss_mb"] * 2**20 / 1e9
+    for other, tag in (("transformers", "transformers"), ("llamacpp", "llamacpp")):
+        for kind in ("prefill", "decode"):
+            rs = ratios(other, f"{kind}_tokens_per_s")
+            if rs:
+                name = f"real3b_{kind}_ratio_vs_{tag}"
+                values[name] = median(rs)
+                spread[name] = [round(min(rs), 4), round(max(rs), 4)]
+    notes = {"real3b": {"common": common, "sides": sides, "per_round": per_round,
+                        "ratio_spread": spread, "versions": versions, "agreement": agreement}}
+    m = dict(machine(raw), mem_total_gb=round(meta.get("mem_total_gb", 0), 1))
+    if meta.get("libtorch"):
+        m["libtorch_version"] = meta["libtorch"]
+    versions["omnipipe_libtorch"] = m["libtorch_version"]
+    entries = []
+    for name in REAL:
+        if name not in values:
+            print(f"report: {name}: not measured", file=sys.stderr)
+            continue
+        e = {"name": name, "value": round(values[name], 4), "unit": METRICS[name][0],
+             "command": commands.get(name, ""), "machine": m, "goal": METRICS[name][1]}
+        if name in spread:
+            e["details"] = {"ratio_min_max": spread[name]}
+        if name == "real3b_peak_rss_gb":
+            e["details"] = {"weights_bytes": meta["weights_bytes"],
+                            "fraction_of_weights": values[name] * 1e9 / meta["weights_bytes"]}
+        if name == "real3b_prefill_tokens_per_s":
+            e["details"] = notes
+        entries.append(e)
+    return entries, notes
+
+
 def fmt(v):
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
 def status(name, value, by_name):
     test = METRICS[name][2]
+    if name == "real3b_peak_rss_gb" and "weights_bytes" in by_name:
+        return "met" if value * 1e9 <= 1.2 * by_name["weights_bytes"] else "not met"
     if name == "rss_mb_100_clips" and "rss_mb_10_clips" in by_name:
         base = by_name["rss_mb_10_clips"]
         return "met" if value <= 1.1 * base else "not met"
@@ -191,6 +334,9 @@ def status(name, value, by_name):
 
 def summary_table(entries):
     by_name = {e["name"]: e["value"] for e in entries}
+    for e in entries:
+        if e["name"] == "real3b_peak_rss_gb":
+            by_name["weights_bytes"] = e.get("details", {}).get("weights_bytes", 0)
     rows = ["| metric | goal | measured | status | section |", "|---|---|---|---|---|"]
     for name, (unit, goal, _, section) in METRICS.items():
         if name in by_name:
@@ -202,8 +348,8 @@ def summary_table(entries):
     m = entries[0]["machine"] if entries else {}
     rows.append("")
     rows.append(f"Machine: {m.get('cores', '?')} cores, {m.get('cpu_model', '?')}, libtorch "
-                f"{m.get('libtorch_version', '?')}. Generated by `scripts/bench` from "
-                "`bench/results.json`.")
+                f"{m.get('libtorch_version', '?')}. Generated by `scripts/bench` (`real3b_*`: "
+                "`scripts/bench --real`) from `bench/results.json`.")
     return "\n".join(rows)
 
 
@@ -270,6 +416,81 @@ def e2e_table(notes):
     return "\n".join(rows)
 
 
+def real_table(r, entries):
+    """The side-by-side table of scripts/bench-real (docs block real3b)."""
+    c, sides, spread = r["common"], r["sides"], r["ratio_spread"]
+    by_name = {e["name"]: e["value"] for e in entries}
+    o, h, lc = sides["omnipipe"], sides.get("transformers"), sides.get("llamacpp")
+
+    def cell(side, key, scale=1.0):
+        if side is None or side.get(key) is None:
+            return "-"
+        return fmt(side[key] * scale)
+
+    def ratio(name):
+        if name not in by_name:
+            return "-"
+        lo, hi = spread.get(name, [by_name[name], by_name[name]])
+        return f"**{by_name[name]:.2f}** ({lo:.2f}-{hi:.2f})"
+
+    gb = 2**20 / 1e9
+    rows = [
+        f"{c['rounds']} alternating rounds (omnipipe, transformers, llama.cpp), {c['threads']} "
+        f"threads each, bf16 weights, greedy; prompt {c['prompt_tokens']} tokens "
+        f"({', '.join(f'{k} {v}' for k, v in (c.get('prompt_tokens_by_modality') or {}).items() if v)}"
+        f"), {c['new_tokens']} generated tokens; input: {c['clip']} at {c['fps']:g} frames/s with "
+        f"its sound track, question \"{c['question']}\". Medians; ratios are the medians of "
+        "the per-round ratios (min-max over the rounds).",
+        "",
+        "| figure | omnipipe | transformers | llama.cpp | omnipipe / transformers | "
+        "omnipipe / llama.cpp |",
+        "|---|---|---|---|---|---|",
+        f"| prefill, tokens/s (language model over the prompt) | {cell(o, 'prefill_tokens_per_s')} "
+        f"| {cell(h, 'prefill_tokens_per_s')} | {cell(lc, 'prefill_tokens_per_s')} | "
+        f"{ratio('real3b_prefill_ratio_vs_transformers')} | "
+        f"{ratio('real3b_prefill_ratio_vs_llamacpp')} |",
+        f"| decode, tokens/s (after the prompt) | {cell(o, 'decode_tokens_per_s')} | "
+        f"{cell(h, 'decode_tokens_per_s')} | {cell(lc, 'decode_tokens_per_s')} | "
+        f"{ratio('real3b_decode_ratio_vs_transformers')} | "
+        f"{ratio('real3b_decode_ratio_vs_llamacpp')} |",
+        f"| time to first token from process start, s | {cell(o, 'time_to_first_token_s')} | "
+        f"{cell(h, 'time_to_first_token_s')} | | | |",
+        f"| of which loading, s | {cell(o, 'load_seconds')} | {cell(h, 'load_seconds')} | | | |",
+        f"| of which media decoding, processing and towers, s | {cell(o, 'prompt_seconds')} | "
+        f"{cell(h, 'prompt_seconds')} | | | |",
+        f"| of which prefill, s | {cell(o, 'prefill_seconds')} | {cell(h, 'prefill_seconds')} "
+        f"| {cell(lc, 'prefill_seconds')} | | |",
+        f"| peak RSS, GB | {cell(o, 'max_rss_mb', gb)} | {cell(h, 'max_rss_mb', gb)} | | | |",
+        "",
+        f"Weights: {c['weights_bytes'] / 1e9:.2f} GB of bf16 safetensors (peak RSS "
+        f"{o['max_rss_mb'] * gb * 1e9 / c['weights_bytes']:.2f}x of it; goal <= 1.2x)"
+        + (f"; GGUF {c['gguf_bytes'] / 1e9:.2f} GB (text model only)" if c.get("gguf_bytes")
+           else "") + "."]
+    a = r.get("agreement", {})
+    t = a.get("transformers")
+    if t:
+        rows.append(f"Agreement with transformers: prompt ids {'identical' if t['same_prompt_ids'] else 'DIFFERENT'}"
+                    f" ({t['prompt_tokens']} tokens); greedy tokens "
+                    f"{'identical in every round' if t['same_greedy_tokens_all_rounds'] else 'differ'}"
+                    f" ({t['greedy_tokens']} tokens; shortest common prefix "
+                    f"{t['same_greedy_prefix_min']}).")
+    ll = a.get("llamacpp")
+    if ll:
+        clear = (f"; {ll['same_top1_clear']} of {ll['clear_positions']} where omnipipe's top-1 "
+                 "leads by more than 0.05" if ll.get("clear_positions") else "")
+        rows.append(f"Agreement with llama.cpp (text-only prompt, same ids, teacher-forced): top-1 "
+                    f"the same at {ll['same_top1']} of {ll['positions']} positions "
+                    f"({100 * ll['top1_agreement']:.1f}%){clear}; greedy continuation: first "
+                    f"{ll['greedy_same_prefix']} of {ll['greedy_tokens']} tokens the same.")
+    v = r.get("versions", {})
+    lv = v.get("llamacpp") or {}
+    rows.append(f"Versions: omnipipe with libtorch {v.get('omnipipe_libtorch')}; transformers "
+                f"{v.get('transformers', '-')} with torch {v.get('torch', '-')}; llama.cpp "
+                f"{lv.get('version_text', '-')} (CPU backend, n_ubatch {lv.get('n_ubatch', '-')}, "
+                "f16 KV cache, flash attention auto).")
+    return "\n".join(rows)
+
+
 def replace_block(text, name, body):
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
@@ -282,7 +503,8 @@ def replace_block(text, name, body):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--raw", help="directory with the raw benchmark outputs")
+    ap.add_argument("--raw", help="directory with scripts/bench's raw benchmark outputs")
+    ap.add_argument("--real-raw", help="directory with scripts/bench-real's raw outputs")
     ap.add_argument("--commands", help="JSON {metric: command}")
     ap.add_argument("--out", default="bench/results.json")
     ap.add_argument("--from", dest="source", help="regenerate the docs from this results.json")
@@ -292,24 +514,41 @@ def main():
     if args.source:
         with open(args.source) as f:
             entries = json.load(f)
-        notes = {}
-        for e in entries:
-            notes.update(e.get("details", {}))
+        expected = []
     else:
         commands = json.loads(read(args.commands)) if args.commands else {}
-        entries, notes = collect(args.raw, commands)
+        if args.real_raw:
+            fresh, _ = collect_real(args.real_raw, commands)
+            expected = REAL
+        else:
+            fresh, _ = collect(args.raw, commands)
+            expected = [n for n in METRICS if n not in REAL]
+        # Keep the other run's entries (scripts/bench and scripts/bench-real share the file).
+        kept = []
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                kept = [e for e in json.load(f) if e["name"] not in expected]
+        order = {n: i for i, n in enumerate(METRICS)}
+        entries = sorted(kept + fresh, key=lambda e: order.get(e["name"], len(order)))
         with open(args.out, "w") as f:
             json.dump(entries, f, indent=2)
             f.write("\n")
-        print(f"report: {len(entries)} of {len(METRICS)} metrics in {args.out}")
+        print(f"report: {len(fresh)} of {len(expected)} metrics of this run in {args.out} "
+              f"({len(entries)} in all)")
+    notes = {}
+    for e in entries:
+        notes.update(e.get("details", {}))
     if args.docs:  # "" (scripts/bench --no-docs): results.json only
         text = read(args.docs)
         text = replace_block(text, "summary", summary_table(entries))
-        text = replace_block(text, "e2e", e2e_table(notes))
+        if not args.real_raw:
+            text = replace_block(text, "e2e", e2e_table(notes))
+        if "real3b" in notes:
+            text = replace_block(text, "real3b", real_table(notes["real3b"], entries))
         text = replace_block(text, "commands", commands_table(entries))
         with open(args.docs, "w") as f:
             f.write(text)
-    missing = [n for n in METRICS if n not in {e["name"] for e in entries}]
+    missing = [n for n in expected if n not in {e["name"] for e in entries}]
     if missing:
         print(f"report: not measured: {', '.join(missing)}", file=sys.stderr)
         return 1

@@ -56,8 +56,12 @@ def config_for(size):
     audio = dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
                  encoder_ffn_dim=5120, d_model=1280, max_source_positions=1500, n_window=100,
                  output_dim=s["out"])
+    # The published thinker_config also names the vision start/end/pad ids (transformers reads
+    # them there when it lays out positions).
     cfg = Qwen2_5OmniConfig(thinker_config=dict(text_config=text, vision_config=vision,
-                                                audio_config=audio),
+                                                audio_config=audio, vision_start_token_id=151652,
+                                                vision_end_token_id=151653,
+                                                vision_token_id=151654),
                             enable_audio_output=False)
     cfg.architectures = ["Qwen2_5OmniForConditionalGeneration"]
     return cfg

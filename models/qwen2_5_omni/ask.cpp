@@ -4,11 +4,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <ostream>
+#include <sstream>
 
 #include "core/error.h"
 #include "modalities/common/checkpoint.h"
@@ -21,6 +27,33 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Seconds since this process started (exec), from /proc/self/stat's start time and the boot
+// clock; -1 where that is not available. Time to first token is measured from here, so the
+// dynamic loading of libtorch counts too (scripts/bench-real measures transformers the same way).
+double seconds_since_process_start() {
+  std::ifstream f("/proc/self/stat");
+  std::string stat;
+  std::getline(f, stat);
+  const auto close = stat.rfind(')');  // the command name may contain spaces
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+    if (i < 22) continue;
+    timespec now{};
+    clock_gettime(CLOCK_BOOTTIME, &now);
+    const double ticks = double(sysconf(_SC_CLK_TCK));
+    return double(now.tv_sec) + double(now.tv_nsec) * 1e-9 - std::stod(field) / ticks;
+  }
+  return -1;
+}
+
+double max_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
 }  // namespace
@@ -77,14 +110,29 @@ void run_ask(const AskOptions& o, std::ostream& out, std::ostream& err) {
   so.top_p = o.top_p;
   so.seed = o.seed;
   const auto t2 = std::chrono::steady_clock::now();
+  // Token times: the first token ends the prompt's forward pass (prefill), the rest is decoding.
   double first_token_s = -1;  // from the start of loading to the first generated token
-  TextCallback stream = [&](int64_t, const std::string& text) {
-    if (first_token_s < 0) first_token_s = seconds_since(t0);
+  std::chrono::steady_clock::time_point first_token, last_token;
+  double ttft_s = -1;
+  int64_t produced = 0;
+  const TextCallback stream = [&](int64_t id, const std::string& text) {
+    if (id >= 0) {  // -1: the streamer's held-back text at the end, not a token
+      last_token = std::chrono::steady_clock::now();
+      if (produced++ == 0) {
+        first_token = last_token;
+        ttft_s = seconds_since_process_start();
+        first_token_s = seconds_since(t0);
+      }
+    }
     if (!o.json && !text.empty()) out << text << std::flush;
   };
   const Answer a = thinker->generate(prompt, so, stream);
   const double gen_s = seconds_since(t2);
   const double tps = gen_s > 0 ? double(a.ids.size()) / gen_s : 0.0;
+  const double prefill_s =
+      produced > 0 ? std::chrono::duration<double>(first_token - t2).count() : 0.0;
+  const double decode_s =
+      produced > 1 ? std::chrono::duration<double>(last_token - first_token).count() : 0.0;
 
   if (o.json) {
     nlohmann::ordered_json j;
@@ -110,6 +158,12 @@ void run_ask(const AskOptions& o, std::ostream& out, std::ostream& err) {
     j["prompt_seconds"] = prompt_s;
     j["generate_seconds"] = gen_s;
     j["tokens_per_s"] = tps;
+    // Split of generate_seconds: the prompt's forward pass up to the first token, then decoding.
+    j["prefill_seconds"] = prefill_s;
+    j["prefill_tokens_per_s"] = prefill_s > 0 ? double(prompt.ids.size()) / prefill_s : 0.0;
+    j["decode_tokens_per_s"] = decode_s > 0 ? double(produced - 1) / decode_s : 0.0;
+    j["time_to_first_token_s"] = ttft_s;  // from process start, loading included
+    j["max_rss_mb"] = max_rss_mb();
     // Model output: bytes that are not valid UTF-8 are written as U+FFFD.
     out << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
   } else {

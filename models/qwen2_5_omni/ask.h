@@ -36,8 +36,10 @@ std::optional<bool> parse_on_off(const std::string& text, const std::string& fla
 // Runs one question. Text mode: the answer streamed to `out` followed by a newline, timings to
 // `err`; JSON mode: {"answer", "ids", "prompt_ids", "stopped", "tokens": {...}, "media",
 // "audio_in_video", "architecture", "dtype", "device", "load_seconds", "prompt_seconds",
-// "generate_seconds", "tokens_per_s"} on `out`. Errors propagate (omni::InputError for bad
-// input, ConfigError for bad options).
+// "generate_seconds", "tokens_per_s", "prefill_seconds" (generate() up to the first token),
+// "prefill_tokens_per_s", "decode_tokens_per_s" (after the first token), "time_to_first_token_s"
+// (from process start, loading included), "max_rss_mb"} on `out`. Errors propagate
+// (omni::InputError for bad input, ConfigError for bad options).
 void run_ask(const AskOptions& o, std::ostream& out, std::ostream& err);
 
 }  // namespace omni::qwen

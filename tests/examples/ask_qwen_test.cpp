@@ -81,6 +81,13 @@ TEST(AskClipQwen, JsonAndLogitsDumpMatchTransformers) {
   EXPECT_EQ(j["audio_in_video"], true);
   EXPECT_EQ(j["tokens"]["audio"], ref["audio_tokens"]);
   EXPECT_EQ(j["tokens"]["video"], ref["video_tokens"]);
+  // The measurement fields scripts/bench-real reads (present and sane; no timing is asserted).
+  for (const char* k : {"prefill_seconds", "prefill_tokens_per_s", "decode_tokens_per_s",
+                        "time_to_first_token_s", "max_rss_mb"})
+    ASSERT_TRUE(j[k].is_number()) << k;
+  EXPECT_GT(j["prefill_seconds"].get<double>(), 0);
+  EXPECT_GE(j["time_to_first_token_s"].get<double>(), 0);
+  EXPECT_GT(j["max_rss_mb"].get<double>(), 0);
 
   const auto file = omni::SafeTensorsFile::open(dump.string());
   const at::Tensor logits = file->get("logits");
