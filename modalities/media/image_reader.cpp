@@ -175,6 +175,17 @@ void check_image_header(std::string_view head, const std::string& name) {
                      std::to_string(kMaxImagePixels));
 }
 
+// What OpenCV decoded (3-channel BGR, IMREAD_COLOR) as RGB; empty means it could not decode.
+cv::Mat rgb_of(const cv::Mat& bgr, const std::string& name) {
+  if (bgr.empty()) {
+    throw InputError("ImageSource: cannot decode '" + name +
+                     "' (not an image OpenCV can read, or damaged)");
+  }
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
 }  // namespace
 
 std::vector<std::string> list_images(const std::vector<std::string>& entries,
@@ -224,13 +235,7 @@ cv::Mat load_image_rgb(const std::string& path) {
   } catch (const cv::Exception& e) {
     throw InputError("ImageSource: cannot decode '" + path + "': " + e.what());
   }
-  if (bgr.empty()) {
-    throw InputError("ImageSource: cannot decode '" + path +
-                     "' (not an image OpenCV can read, or damaged)");
-  }
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  return rgb;
+  return rgb_of(bgr, path);
 }
 
 cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name) {
@@ -243,13 +248,7 @@ cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name) {
   } catch (const cv::Exception& e) {
     throw InputError("ImageSource: cannot decode '" + name + "': " + e.what());
   }
-  if (bgr.empty()) {
-    throw InputError("ImageSource: cannot decode '" + name +
-                     "' (not an image OpenCV can read, or damaged)");
-  }
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  return rgb;
+  return rgb_of(bgr, name);
 }
 
 }  // namespace omni
