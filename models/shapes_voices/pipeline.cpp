@@ -54,6 +54,22 @@ std::map<std::string, ParamValue> log_mel_params(const DemoConfig& c) {
           {"normalize", std::string("window")}};
 }
 
+// Adds node `name` of catalogue type `type`. With a loaded model (the per-clip graphs of a batch
+// share one) the node is built on its part (`part(model)`: one copy of the weights for every
+// graph); otherwise the registry builds it from `params`, loading the weights file itself.
+template <class NodeT, class Part>
+void add_model_node(GraphBuilder& b, const std::string& name, const std::string& type,
+                    const std::shared_ptr<ShapesVoices>& model, Part part,
+                    std::map<std::string, ParamValue> params) {
+  if (!model) {
+    b.add(name, type, std::move(params));
+    return;
+  }
+  b.add_instance(
+      name, type, NodeT::contract(),
+      [model, part] { return std::make_unique<NodeT>(part(*model)); }, std::move(params));
+}
+
 }  // namespace
 
 bool has_audio_stream(const std::string& path) {
@@ -119,15 +135,8 @@ void add_answer_nodes(GraphBuilder& b, const DemoConfig& c, const std::string& w
       .add("tokenize", "TextEncoder",
            {{"tokenizer", std::string("byte")}, {"stream", std::string("question")}})
       .add("seq", "UnifiedSequencer", {{"prompt_per_text", true}, {"emit_partial", o.prefill}});
-  if (o.model) {
-    // The node uses the loaded model's transformer (one copy of the weights for every graph).
-    const auto m = o.model;
-    b.add_instance(
-        "generate", "Generate", Generate::contract(),
-        [m] { return std::make_unique<Generate>((*m)->fusion); }, generate);
-  } else {
-    b.add("generate", "Generate", generate);
-  }
+  add_model_node<Generate>(
+      b, "generate", "Generate", o.model, [](ShapesVoices& m) { return m->fusion; }, generate);
   b.connect("question.text", "tokenize.text")
       .connect("tokenize.tokens", "seq.text")
       .connect("seq.sequence", "generate.sequence")
@@ -149,14 +158,8 @@ GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::
   GraphBuilder b("ask");
   add_answer_nodes(b, c, weights, o);
   b.add("src", "MediaSource", std::move(src)).add("pre", "ImagePreprocess", preprocess_params(c));
-  if (o.model) {
-    const auto m = o.model;  // the loaded model's ViT
-    b.add_instance(
-        "vision", "ImageEncoder", ImageEncoder::contract(),
-        [m] { return std::make_unique<ImageEncoder>((*m)->vision); }, vision);
-  } else {
-    b.add("vision", "ImageEncoder", vision);
-  }
+  add_model_node<ImageEncoder>(
+      b, "vision", "ImageEncoder", o.model, [](ShapesVoices& m) { return m->vision; }, vision);
   b.connect("src.video", "pre.in")
       .connect("pre.out", "vision.image")
       .connect("vision.tokens", "seq.video")
@@ -167,14 +170,8 @@ GraphBuilder ask_graph(const std::string& clip, const DemoConfig& c, const std::
     auto audio = audio_encoder_params(c, weights, o.device);
     audio["window_s"] = o.audio_window_s;
     b.add("mel", "LogMel", std::move(mel));
-    if (o.model) {
-      const auto m = o.model;  // the loaded model's audio encoder
-      b.add_instance(
-          "audio", "AudioEncoder", AudioEncoderNode::contract(),
-          [m] { return std::make_unique<AudioEncoderNode>((*m)->audio); }, audio);
-    } else {
-      b.add("audio", "AudioEncoder", audio);
-    }
+    add_model_node<AudioEncoderNode>(
+        b, "audio", "AudioEncoder", o.model, [](ShapesVoices& m) { return m->audio; }, audio);
     b.connect("src.audio", "mel.audio")
         .connect("mel.mel", "audio.mel")
         .connect("audio.tokens", "seq.audio")
