@@ -24,6 +24,9 @@ METRICS = {
     "logmel_30s_ms": ("ms", "< 30 ms", lambda v: v < 30, "Front ends"),
     "logmel_ratio_vs_torch_stft": ("ratio", ">= 1 (faster)", lambda v: v >= 1, "Front ends"),
     "fusion_gflops_fraction_of_peak": ("fraction", ">= 0.5", lambda v: v >= 0.5, "Fusion"),
+    "decode_gemv_gb_per_s": ("GB/s", "-", None, "Real model sizes"),
+    "decode_gemv_ratio_vs_torch": ("ratio", ">= 1 (faster)", lambda v: v >= 1,
+                                   "Real model sizes"),
     "e2e_clips_per_s": ("clips/s", "-", None, "Whole pipeline"),
     "e2e_ratio_vs_python": ("ratio", ">= 3", lambda v: v >= 3, "Whole pipeline"),
     "e2e_overlap_efficiency": ("fraction", ">= 0.85", lambda v: v >= 0.85, "Whole pipeline"),
@@ -121,6 +124,13 @@ def collect(raw, commands):
         return max(r["fraction_of_peak"] for r in rows)
     attempt("fusion_gflops_fraction_of_peak", fusion)
 
+    def gemv(key):
+        g = last_json(os.path.join(raw, "gemv.txt"))
+        notes["gemv"] = g
+        return g[key]
+    attempt("decode_gemv_gb_per_s", lambda: gemv("ours_gb_per_s"))
+    attempt("decode_gemv_ratio_vs_torch", lambda: gemv("ratio_vs_torch"))
+
     def e2e():
         cpp = json.loads(read(os.path.join(raw, "cpp_summary.json")))
         py = json.loads(read(os.path.join(raw, "py_summary.json")))
@@ -174,7 +184,8 @@ def collect(raw, commands):
 
     # Supporting figures travel with the metric they explain.
     home = {"e2e": "e2e_ratio_vs_python", "answers": "e2e_ratio_vs_python",
-            "parity": "e2e_ratio_vs_python", "floor": "e2e_overlap_efficiency",
+            "parity": "e2e_ratio_vs_python", "gemv": "decode_gemv_ratio_vs_torch",
+            "floor": "e2e_overlap_efficiency",
             "stream": "stream_answer_latency_ms_p50", "rss10": "rss_mb_10_clips",
             "rss100": "rss_mb_100_clips"}
     entries = []

@@ -1,5 +1,7 @@
 #include "modalities/common/deferred_init.h"
 
+#include "modalities/common/gemv.h"
+
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 
@@ -59,7 +61,9 @@ void LinearImpl::pretty_print(std::ostream& stream) const {
          << options.bias() << ")";
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& input) { return at::linear(input, weight, bias); }
+at::Tensor LinearImpl::forward(const at::Tensor& input) {
+  return omni::linear(input, weight, bias);
+}
 
 }  // namespace nn
 }  // namespace omni

@@ -45,7 +45,8 @@ namespace nn {
 // torch::nn::Linear's parameters ("weight" [out, in], "bias" [out] unless bias(false)),
 // initialization (outside a DeferredInitGuard: kaiming_uniform_(a = sqrt(5)) on the weight, then
 // uniform(+-1/sqrt(in)) on the bias, the same draws as torch::nn::Linear) and forward
-// (at::linear), with the weights allocated per DeferredInitGuard inside one.
+// (omni::linear: at::linear, or the bf16 decoding kernel of gemv.h), with the weights allocated per
+// DeferredInitGuard inside one.
 class LinearImpl : public torch::nn::Cloneable<LinearImpl> {
  public:
   LinearImpl(int64_t in_features, int64_t out_features)

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "modalities/common/attention.h"
+#include "modalities/common/gemv.h"
 
 namespace omni::qwen {
 
@@ -283,7 +284,7 @@ at::Tensor TextModelImpl::hidden_states(const at::Tensor& embeds, const at::Tens
 }
 
 at::Tensor TextModelImpl::logits(const at::Tensor& hidden, std::optional<at::ScalarType> dtype) {
-  at::Tensor out = lm_head ? lm_head(hidden) : at::linear(hidden, embed_tokens->weight);
+  at::Tensor out = lm_head ? lm_head(hidden) : omni::linear(hidden, embed_tokens->weight);
   return dtype ? out.to(*dtype) : out;
 }
 

@@ -1,0 +1,286 @@
+#include "modalities/common/gemv.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define OMNI_X86 1
+#endif
+
+namespace omni {
+namespace {
+
+constexpr int64_t kMaxRows = 4;   // rows of x one call takes
+constexpr int64_t kRowBlock = 4;  // rows of W in flight
+
+inline float bf16_to_float(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// The outputs of rows [r, r + R) of W for the M rows of x, plus the bias, rounded to bf16
+// (round to nearest even, c10::BFloat16's conversion).
+template <int M, int R>
+inline void store(const float (&acc)[M][R], const uint16_t* bias, int64_t r, int64_t n,
+                  uint16_t* y) {
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < R; ++j) {
+      const float v = acc[m][j] + (bias != nullptr ? bf16_to_float(bias[r + j]) : 0.0f);
+      y[m * n + r + j] = c10::BFloat16(v).x;
+    }
+  }
+}
+
+#if OMNI_X86
+
+// ---- AVX512-BF16: 32 bf16 products per instruction, accumulated in 16 fp32 lanes.
+#define OMNI_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+template <int M, int R>
+OMNI_TARGET_BF16 void dot_avx512bf16(const uint16_t* x, int64_t k, const uint16_t* w,
+                                     float (&out)[M][R]) {
+  __m512 acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < R; ++j) acc[m][j] = _mm512_setzero_ps();
+  const int64_t full = k & ~int64_t{31};
+  for (int64_t i = 0; i < full; i += 32) {
+    __m512bh wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * k + i);
+    for (int m = 0; m < M; ++m) {
+      const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + m * k + i);
+      for (int j = 0; j < R; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
+    }
+  }
+  if (full < k) {
+    // Zero-masked loads: the lanes past the end multiply 0 by 0.
+    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (k - full)) - 1);
+    __m512bh wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + j * k + full);
+    for (int m = 0; m < M; ++m) {
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + m * k + full);
+      for (int j = 0; j < R; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
+    }
+  }
+  // The 16 lanes summed pairwise through memory (GCC 12's _mm512_reduce_add_ps warns from inside
+  // its own header, -Wuninitialized on _mm256_undefined_pd).
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < R; ++j) {
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, acc[m][j]);
+      for (int w2 = 8; w2 > 0; w2 /= 2)
+        for (int i = 0; i < w2; ++i) lanes[i] += lanes[i + w2];
+      out[m][j] = lanes[0];
+    }
+  }
+}
+
+// ---- AVX2 + FMA: 8 bf16 widened to fp32 (a 16-bit shift) per step; x is given in fp32.
+#define OMNI_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+OMNI_TARGET_AVX2 inline __m256 load_bf16x8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+OMNI_TARGET_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int M, int R>
+OMNI_TARGET_AVX2 void dot_avx2(const float* x, int64_t k, const uint16_t* w, float (&out)[M][R]) {
+  __m256 acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < R; ++j) acc[m][j] = _mm256_setzero_ps();
+  const int64_t full = k & ~int64_t{7};
+  for (int64_t i = 0; i < full; i += 8) {
+    __m256 wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = load_bf16x8(w + j * k + i);
+    for (int m = 0; m < M; ++m) {
+      const __m256 xv = _mm256_loadu_ps(x + m * k + i);
+      for (int j = 0; j < R; ++j) acc[m][j] = _mm256_fmadd_ps(xv, wv[j], acc[m][j]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < R; ++j) {
+      float s = hsum(acc[m][j]);
+      for (int64_t i = full; i < k; ++i) s += x[m * k + i] * bf16_to_float(w[j * k + i]);
+      out[m][j] = s;
+    }
+  }
+}
+
+#endif  // OMNI_X86
+
+// Rows [r0, r1) of W: blocks of kRowBlock rows, then one at a time.
+template <int M>
+void rows(GemvIsa isa, const uint16_t* x, const float* xf, int64_t k, const uint16_t* w,
+          const uint16_t* bias, int64_t n, int64_t r0, int64_t r1, uint16_t* y) {
+#if OMNI_X86
+  int64_t r = r0;
+  if (isa == GemvIsa::kAvx512Bf16) {
+    for (; r + kRowBlock <= r1; r += kRowBlock) {
+      float acc[M][kRowBlock];
+      dot_avx512bf16<M, kRowBlock>(x, k, w + r * k, acc);
+      store<M, kRowBlock>(acc, bias, r, n, y);
+    }
+    for (; r < r1; ++r) {
+      float acc[M][1];
+      dot_avx512bf16<M, 1>(x, k, w + r * k, acc);
+      store<M, 1>(acc, bias, r, n, y);
+    }
+  } else {
+    // 16 ymm registers: M x R accumulators + R rows of W + x.
+    constexpr int R = M <= 2 ? 4 : 2;
+    for (; r + R <= r1; r += R) {
+      float acc[M][R];
+      dot_avx2<M, R>(xf, k, w + r * k, acc);
+      store<M, R>(acc, bias, r, n, y);
+    }
+    for (; r < r1; ++r) {
+      float acc[M][1];
+      dot_avx2<M, 1>(xf, k, w + r * k, acc);
+      store<M, 1>(acc, bias, r, n, y);
+    }
+  }
+#else
+  (void)isa, (void)x, (void)xf, (void)k, (void)w, (void)bias, (void)n, (void)r0, (void)r1, (void)y;
+#endif
+}
+
+GemvIsa best_isa() {
+#if OMNI_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return GemvIsa::kAvx512Bf16;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemvIsa::kAvx2;
+#endif
+  return GemvIsa::kNone;
+}
+
+GemvIsa chosen_isa() {
+  const GemvIsa best = best_isa();
+  const char* env = std::getenv("OMNI_GEMV");
+  if (env == nullptr || *env == '\0') return best;
+  const std::string want(env);
+  if (want == "off") return GemvIsa::kNone;
+  if (want == "avx2" && best != GemvIsa::kNone) return GemvIsa::kAvx2;
+  return best;
+}
+
+}  // namespace
+
+GemvIsa gemv_isa() {
+  static const GemvIsa isa = chosen_isa();
+  return isa;
+}
+
+std::string to_string(GemvIsa isa) {
+  switch (isa) {
+    case GemvIsa::kAvx2:
+      return "avx2";
+    case GemvIsa::kAvx512Bf16:
+      return "avx512bf16";
+    case GemvIsa::kNone:
+      break;
+  }
+  return "off";
+}
+
+std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weight,
+                                    const at::Tensor& bias, GemvIsa isa) {
+  if (isa == GemvIsa::kNone || isa > best_isa()) return std::nullopt;
+  if (!x.defined() || !weight.defined() || !x.device().is_cpu() || !weight.device().is_cpu() ||
+      x.scalar_type() != at::kBFloat16 || weight.scalar_type() != at::kBFloat16 ||
+      weight.dim() != 2 || !weight.is_contiguous() || x.dim() < 1)
+    return std::nullopt;
+  const int64_t k = weight.size(1), n = weight.size(0);
+  if (x.size(-1) != k || k == 0 || n == 0) return std::nullopt;
+  const int64_t m = x.numel() / k;
+  if (m < 1 || m > kMaxRows) return std::nullopt;
+  if (bias.defined() && (!bias.device().is_cpu() || bias.scalar_type() != at::kBFloat16 ||
+                         bias.dim() != 1 || bias.size(0) != n))
+    return std::nullopt;
+  if (at::GradMode::is_enabled() &&
+      (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad())))
+    return std::nullopt;
+
+  const at::Tensor xc = x.contiguous();
+  const at::Tensor bc = bias.defined() ? bias.contiguous() : bias;
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n;
+  at::Tensor y = at::empty(shape, x.options().dtype(at::kBFloat16));
+
+  const auto* xp = reinterpret_cast<const uint16_t*>(xc.data_ptr<at::BFloat16>());
+  const auto* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
+  const auto* bp =
+      bc.defined() ? reinterpret_cast<const uint16_t*>(bc.data_ptr<at::BFloat16>()) : nullptr;
+  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
+  // The AVX2 kernel reads x in fp32 (converted once: K x M floats).
+  std::vector<float> xf;
+  if (isa == GemvIsa::kAvx2) {
+    xf.resize(static_cast<size_t>(m * k));
+    for (int64_t i = 0; i < m * k; ++i) xf[static_cast<size_t>(i)] = bf16_to_float(xp[i]);
+  }
+  auto work = [&](int64_t r0, int64_t r1) {
+    switch (m) {
+      case 1:
+        rows<1>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        break;
+      case 2:
+        rows<2>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        break;
+      case 3:
+        rows<3>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        break;
+      default:
+        rows<4>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        break;
+    }
+  };
+  // libtorch's intra-op thread count, each thread one contiguous run of whole row blocks of at
+  // least 64 KB of W. Our own OpenMP region rather than at::parallel_for: ATen's header runs its
+  // body serially in a file compiled without -fopenmp (every file of this project, for one shared
+  // precompiled header; this one is compiled with it, see CMakeLists.txt), and a torch wheel
+  // brings its own OpenMP runtime whose thread setting ours would not see.
+  const int64_t min_rows = std::max<int64_t>(kRowBlock, (int64_t{32} << 10) / k);
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (n + min_rows - 1) / min_rows);
+  if (threads <= 1 || at::in_parallel_region()) {
+    work(0, n);
+    return y;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast <int>(threads))
+  {
+    const int64_t count = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = ((n + count - 1) / count + kRowBlock - 1) / kRowBlock * kRowBlock;
+    if (t * chunk < n) work(t * chunk, std::min(n, (t + 1) * chunk));
+  }
+#else
+  work(0, n);
+#endif
+  return y;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (auto y = bf16_gemv(x, weight, bias)) return *std::move(y);
+  return at::linear(x, weight, bias);
+}
+
+}  // namespace omni

@@ -1,0 +1,38 @@
+// Decoding's matrix-vector products on the CPU: y = x W^T (+ b) for one to four rows of x against
+// a bf16 weight matrix. Decoding one token reads every weight of the language model once (6.2 GB
+// for a 3B model), so its speed is the speed of streaming W from memory. libtorch 1.13's bf16
+// linear (oneDNN 2.6 through ideep) reached about half of the bandwidth that the same machine
+// gives a plain streaming loop (docs/PERFORMANCE.md, "Decoding"); these kernels read W once, in
+// row order, with 4 rows in flight, and accumulate in fp32 (AVX512-BF16 dot products, or AVX2 +
+// FMA after widening bf16 to fp32), rounding each output to bf16 once, as oneDNN does.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string>
+
+namespace omni {
+
+enum class GemvIsa {
+  kNone,        // no kernel: at::linear
+  kAvx2,        // AVX2 + FMA, bf16 widened to fp32
+  kAvx512Bf16,  // AVX512-BF16 dot products (vdpbf16ps)
+};
+
+// The best kernel this CPU runs, unless OMNI_GEMV (off, avx2, avx512bf16; read once) asks for
+// another (one the CPU lacks falls back to the best it has).
+GemvIsa gemv_isa();
+std::string to_string(GemvIsa isa);
+
+// x W^T (+ bias) with the kernel `isa` when it applies: CPU tensors, x bf16 [..., K] with at most
+// 4 rows (the product of the leading dimensions), W bf16 [N, K] contiguous, bias bf16 [N] or
+// undefined, and no gradient to record. Otherwise nullopt (the caller uses at::linear). The result
+// is [..., N] bf16; parallel over the rows of W on libtorch's intra-op threads.
+std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weight,
+                                    const at::Tensor& bias, GemvIsa isa = gemv_isa());
+
+// at::linear(x, weight, bias), through bf16_gemv where it applies.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
+
+}  // namespace omni

@@ -1,0 +1,144 @@
+// The bf16 decoding kernels (modalities/common/gemv.h) against libtorch's fp32 product of the same
+// bf16 values: every kernel this CPU runs, over row counts, lengths with and without a tail, row
+// counts of W that are and are not multiples of the row block, with and without bias; and the
+// cases they must leave to at::linear.
+#include "modalities/common/gemv.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <vector>
+
+#include "modalities/common/deferred_init.h"
+
+namespace omni {
+namespace {
+
+std::vector<GemvIsa> runnable() {
+  std::vector<GemvIsa> out;
+  for (const GemvIsa isa : {GemvIsa::kAvx2, GemvIsa::kAvx512Bf16}) {
+    const at::Tensor x = at::ones({1, 4}, at::kBFloat16), w = at::ones({2, 4}, at::kBFloat16);
+    if (bf16_gemv(x, w, {}, isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+// The product in fp32 of the bf16 values, then the bias: what the kernels compute before their
+// one rounding to bf16.
+at::Tensor reference(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  at::Tensor y = at::matmul(x.to(at::kFloat), w.to(at::kFloat).t());
+  return b.defined() ? y + b.to(at::kFloat) : y;
+}
+
+// Within one rounding to bf16 (2^-8 relative) plus fp32 summation-order noise.
+void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.scalar_type(), at::kBFloat16) << what;
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  const at::Tensor g = got.to(at::kFloat);
+  const at::Tensor bound = want.abs() * (1.0 / 256) + 1e-3;
+  const at::Tensor over = (g - want).abs() > bound;
+  EXPECT_EQ(over.sum().item<int64_t>(), 0)
+      << what << ": max difference " << (g - want).abs().max().item<float>();
+}
+
+TEST(Gemv, KernelsMatchTheFp32ProductOfTheSameValues) {
+  const std::vector<GemvIsa> isas = runnable();
+  if (isas.empty()) GTEST_SKIP() << "no gemv kernel runs on this CPU";
+  at::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  for (const GemvIsa isa : isas) {
+    for (const int64_t m : {1, 2, 3, 4}) {
+      for (const int64_t k : {1, 7, 31, 32, 33, 100, 2053}) {
+        for (const int64_t n : {1, 3, 4, 5, 67}) {
+          for (const bool with_bias : {false, true}) {
+            const at::Tensor x = at::randn({m, k}).to(at::kBFloat16);
+            const at::Tensor w = at::randn({n, k}).to(at::kBFloat16);
+            const at::Tensor b = with_bias ? at::randn({n}).to(at::kBFloat16) : at::Tensor();
+            const auto y = bf16_gemv(x, w, b, isa);
+            const std::string what = to_string(isa) + " m=" + std::to_string(m) +
+                                     " k=" + std::to_string(k) + " n=" + std::to_string(n) +
+                                     (with_bias ? " bias" : "");
+            ASSERT_TRUE(y.has_value()) << what;
+            expect_close(*y, reference(x, w, b), what);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Gemv, LeadingDimensionsAndThreadsDoNotChangeTheBits) {
+  const std::vector<GemvIsa> isas = runnable();
+  if (isas.empty()) GTEST_SKIP() << "no gemv kernel runs on this CPU";
+  at::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  const at::Tensor x = at::randn({2, 1, 640}).to(at::kBFloat16);
+  const at::Tensor w = at::randn({1001, 640}).to(at::kBFloat16);
+  const at::Tensor b = at::randn({1001}).to(at::kBFloat16);
+  const int threads = at::get_num_threads();
+  for (const GemvIsa isa : isas) {
+    at::set_num_threads(1);
+    const at::Tensor one = *bf16_gemv(x, w, b, isa);
+    at::set_num_threads(2);
+    const at::Tensor two = *bf16_gemv(x, w, b, isa);
+    EXPECT_EQ(one.sizes(), (std::vector<int64_t>{2, 1, 1001}));
+    EXPECT_TRUE(one.equal(two)) << to_string(isa);
+    // Each row of x alone gives the same bits as the two together.
+    EXPECT_TRUE(one[1].equal(*bf16_gemv(x[1], w, b, isa))) << to_string(isa);
+    expect_close(one, reference(x, w, b), to_string(isa));
+  }
+  at::set_num_threads(threads);
+}
+
+TEST(Gemv, LeavesWhatItDoesNotCoverToAtLinear) {
+  at::NoGradGuard no_grad;
+  const at::Tensor x = at::randn({1, 16}).to(at::kBFloat16);
+  const at::Tensor w = at::randn({8, 16}).to(at::kBFloat16);
+  EXPECT_FALSE(bf16_gemv(x, w, {}, GemvIsa::kNone));
+  for (const GemvIsa isa : runnable()) {
+    EXPECT_FALSE(bf16_gemv(x.to(at::kFloat), w.to(at::kFloat), {}, isa)) << "fp32";
+    EXPECT_FALSE(bf16_gemv(x, w.to(at::kFloat), {}, isa)) << "fp32 weight";
+    EXPECT_FALSE(bf16_gemv(at::randn({5, 16}).to(at::kBFloat16), w, {}, isa)) << "5 rows";
+    EXPECT_FALSE(bf16_gemv(x, w.t().contiguous().t(), {}, isa)) << "strided weight";
+    EXPECT_FALSE(bf16_gemv(at::randn({1, 8}).to(at::kBFloat16), w, {}, isa)) << "wrong K";
+    EXPECT_FALSE(bf16_gemv(x, w, at::randn({8}), isa)) << "fp32 bias";
+    EXPECT_FALSE(bf16_gemv(x, w, at::randn({7}).to(at::kBFloat16), isa)) << "short bias";
+    EXPECT_TRUE(bf16_gemv(x, w, {}, isa));
+  }
+  // What the kernels leave is at::linear's own result, bit for bit.
+  const at::Tensor xf = at::randn({6, 16}).to(at::kBFloat16);
+  EXPECT_TRUE(omni::linear(xf, w).equal(at::linear(xf, w)));
+  EXPECT_TRUE(omni::linear(x.to(at::kFloat), w.to(at::kFloat))
+                  .equal(at::linear(x.to(at::kFloat), w.to(at::kFloat))));
+}
+
+TEST(Gemv, GradientsStillFlowThroughLinear) {
+  const at::Tensor x = at::randn({1, 16}).to(at::kBFloat16);
+  const at::Tensor w = at::randn({8, 16}).to(at::kBFloat16).requires_grad_(true);
+  for (const GemvIsa isa : runnable()) EXPECT_FALSE(bf16_gemv(x, w, {}, isa)) << "grad mode";
+  const at::Tensor y = omni::linear(x, w);
+  EXPECT_TRUE(y.requires_grad());
+  y.to(at::kFloat).sum().backward();
+  EXPECT_TRUE(w.grad().defined());
+  {
+    at::NoGradGuard no_grad;
+    EXPECT_FALSE(omni::linear(x, w).requires_grad());
+  }
+}
+
+TEST(Gemv, Bf16LinearModuleDecodesThroughTheKernel) {
+  if (gemv_isa() == GemvIsa::kNone) GTEST_SKIP() << "no gemv kernel (this CPU or OMNI_GEMV=off)";
+  at::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  nn::Linear lin(48, 24);
+  lin->to(at::kBFloat16);
+  const at::Tensor x = at::randn({1, 1, 48}).to(at::kBFloat16);
+  const at::Tensor y = lin(x);
+  EXPECT_TRUE(y.equal(*bf16_gemv(x, lin->weight, lin->bias)));
+  expect_close(y, reference(x, lin->weight, lin->bias), "module");
+}
+
+}  // namespace
+}  // namespace omni
