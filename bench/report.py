@@ -272,7 +272,17 @@ def collect_real(raw, commands):
         agreement["transformers"] = {
             "same_prompt_ids": same_prompt, "prompt_tokens": len(first["prompt_ids"]),
             "same_greedy_tokens_all_rounds": all(a == b for a, b in pairs),
-            "greedy_tokens": len(first["ids"]), "same_greedy_prefix_min": min(prefix)}
+            "greedy_tokens": len(first["ids"]), "same_greedy_prefix_min": min(prefix),
+            "identical_rounds": sum(1 for a, b in pairs if a == b), "rounds": len(pairs)}
+        # Where they part, transformers' own logits at that step (same prefix up to it): how far
+        # its token leads omnipipe's, against the usual lead of its top-1 over its top-2.
+        parts = [rd["hf"]["divergence"] for rd in rounds
+                 if "hf" in rd and rd["hf"].get("divergence")]
+        gaps = [g for rd in rounds if "hf" in rd for g in rd["hf"].get("top2_logit_gaps", [])]
+        if parts:
+            agreement["transformers"]["divergences"] = parts
+        if gaps:
+            agreement["transformers"]["top2_logit_gap_median"] = median(gaps)
     if "llama" in rounds[0]:
         versions["llamacpp"] = {"n_ubatch": rounds[0]["llama"].get("n_ubatch")}
         try:
@@ -485,6 +495,18 @@ def real_table(r, entries):
                     f"{'identical in every round' if t['same_greedy_tokens_all_rounds'] else 'differ'}"
                     f" ({t['greedy_tokens']} tokens; shortest common prefix "
                     f"{t['same_greedy_prefix_min']}).")
+        if t.get("divergences"):
+            d = t["divergences"]
+            steps = sorted({x["step"] for x in d})
+            rows.append(
+                f"Greedy tokens identical in {t.get('identical_rounds', 0)} of "
+                f"{t.get('rounds', len(d))} rounds. Where they part (generated token "
+                f"{', '.join(str(x + 1) for x in steps)}), transformers' own logits rank omnipipe's "
+                f"token {', '.join(str(x['other_rank'] + 1) for x in d)} and put it "
+                f"{', '.join(format(x['logit_gap'], '.3g') for x in d)} below its choice; over all steps "
+                f"transformers' top-1 leads its top-2 by a median "
+                f"{t.get('top2_logit_gap_median', float('nan')):.3g}: a near tie that one "
+                "bf16 rounding more or less decides (random weights give nearly flat logits).")
     ll = a.get("llamacpp")
     if ll:
         clear = (f"; {ll['same_top1_clear']} of {ll['clear_positions']} where omnipipe's top-1 "

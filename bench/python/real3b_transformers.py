@@ -48,6 +48,10 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--compare-ids", default="",
+                    help="a JSON file with the 'ids' another program generated for the same "
+                         "prompt: where the greedy tokens first differ, report how far apart "
+                         "this model's own logits put the two tokens there")
     args = ap.parse_args()
     if args.max_new_tokens < 1:
         sys.exit("real3b_transformers: --max-new-tokens must be >= 1")
@@ -152,9 +156,24 @@ def main():
     with torch.inference_mode():
         out = thinker.generate(**inputs, use_audio_in_video=uaiv,
                                max_new_tokens=args.max_new_tokens, do_sample=False,
-                               eos_token_id=eos, pad_token_id=eos[1], streamer=Stamps())
+                               eos_token_id=eos, pad_token_id=eos[1], streamer=Stamps(),
+                               output_logits=True, return_dict_in_generate=True)
     gen_s = time.perf_counter() - t2
-    ids = out[0, len(prompt_ids):].tolist()
+    ids = out.sequences[0, len(prompt_ids):].tolist()
+    # Each step's logits; up to the first differing token both programs saw the same prefix, so
+    # there this model's logits say how close its choice and the other program's token were.
+    steps = [l[0].float() for l in out.logits]
+    top2_gaps = [float(v[0] - v[1]) for v in (step.topk(2).values for step in steps)]
+    divergence = None
+    if args.compare_ids:
+        with open(args.compare_ids) as f:
+            other = json.load(f)["ids"]
+        for i, (a, b) in enumerate(zip(ids, other)):
+            if a != b:
+                divergence = {"step": i, "id": a, "other_id": b,
+                              "logit_gap": float(steps[i][a] - steps[i][b]),
+                              "other_rank": int((steps[i] > steps[i][b]).sum())}
+                break
     first, last = stamps[1], stamps[-1]
     prefill_s = first - t2 - tower["seconds"]
     decode_s = last - first
@@ -162,6 +181,8 @@ def main():
         "answer": tok.decode(ids, skip_special_tokens=True),
         "ids": ids,
         "prompt_ids": prompt_ids,
+        "top2_logit_gaps": top2_gaps,
+        "divergence": divergence,
         "audio_in_video": uaiv,
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),

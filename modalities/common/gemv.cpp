@@ -5,6 +5,7 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -123,6 +124,57 @@ OMNI_TARGET_AVX2 void dot_avx2(const float* x, int64_t k, const uint16_t* w, flo
       out[m][j] = s;
     }
   }
+}
+
+// One (batch, key/value head): the G query rows against T keys of length D. q is fp32 [G, D];
+// scores is scratch [G, T]; out is [G, D] bf16.
+OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const uint16_t* k,
+                                  const uint16_t* v, int64_t t_len, int64_t d, float scale,
+                                  float* scores, float* acc, uint16_t* out) {
+  const int64_t full = d & ~int64_t{7};
+  // Scores: each key row widened once and used by all G queries.
+  for (int64_t t = 0; t < t_len; ++t) {
+    const uint16_t* kt = k + t * d;
+    for (int64_t g = 0; g < g_count; ++g) {
+      const float* qg = q + g * d;
+      __m256 s = _mm256_setzero_ps();
+      for (int64_t i = 0; i < full; i += 8)
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), load_bf16x8(kt + i), s);
+      float r = hsum(s);
+      for (int64_t i = full; i < d; ++i) r += qg[i] * bf16_to_float(kt[i]);
+      scores[g * t_len + t] = r * scale;
+    }
+  }
+  // Softmax per query row, in fp32.
+  for (int64_t g = 0; g < g_count; ++g) {
+    float* sg = scores + g * t_len;
+    float mx = sg[0];
+    for (int64_t t = 1; t < t_len; ++t) mx = std::max(mx, sg[t]);
+    float sum = 0;
+    for (int64_t t = 0; t < t_len; ++t) {
+      sg[t] = std::exp(sg[t] - mx);
+      sum += sg[t];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t t = 0; t < t_len; ++t) sg[t] *= inv;
+  }
+  // Weighted sum of the value rows, each widened once.
+  std::fill(acc, acc + g_count * d, 0.0f);
+  for (int64_t t = 0; t < t_len; ++t) {
+    const uint16_t* vt = v + t * d;
+    for (int64_t i = 0; i < full; i += 8) {
+      const __m256 vv = load_bf16x8(vt + i);
+      for (int64_t g = 0; g < g_count; ++g) {
+        float* a = acc + g * d + i;
+        _mm256_storeu_ps(
+            a, _mm256_fmadd_ps(_mm256_set1_ps(scores[g * t_len + t]), vv, _mm256_loadu_ps(a)));
+      }
+    }
+    for (int64_t i = full; i < d; ++i)
+      for (int64_t g = 0; g < g_count; ++g)
+        acc[g * d + i] += scores[g * t_len + t] * bf16_to_float(vt[i]);
+  }
+  for (int64_t i = 0; i < g_count * d; ++i) out[i] = c10::BFloat16(acc[i]).x;
 }
 
 #endif  // OMNI_X86
@@ -276,6 +328,57 @@ std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weigh
   work(0, n);
 #endif
   return y;
+}
+
+std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v) {
+#if OMNI_X86
+  if (gemv_isa() == GemvIsa::kNone) return std::nullopt;
+  for (const at::Tensor* t : {&q, &k, &v})
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != at::kBFloat16 ||
+        t->dim() != 4)
+      return std::nullopt;
+  const int64_t b = q.size(0), kv = q.size(1), g = q.size(2), d = q.size(3), t_len = k.size(2);
+  if (k.size(0) != b || k.size(1) != kv || k.size(3) != d || !v.sizes().equals(k.sizes()) ||
+      b * kv * g * d == 0 || t_len == 0)
+    return std::nullopt;
+  if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return std::nullopt;
+  const at::Tensor qf = q.to(at::kFloat).contiguous();
+  const at::Tensor kc = k.contiguous(), vc = v.contiguous();
+  at::Tensor out = at::empty({b, kv, g, d}, q.options());
+  const float* qp = qf.data_ptr<float>();
+  const auto* kp = reinterpret_cast<const uint16_t*>(kc.data_ptr<at::BFloat16>());
+  const auto* vp = reinterpret_cast<const uint16_t*>(vc.data_ptr<at::BFloat16>());
+  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const int64_t heads = b * kv;
+  auto work = [&](int64_t h0, int64_t h1) {
+    std::vector<float> scores(static_cast<size_t>(g * t_len)), acc(static_cast<size_t>(g * d));
+    for (int64_t h = h0; h < h1; ++h)
+      attend_head(qp + h * g * d, g, kp + h * t_len * d, vp + h * t_len * d, t_len, d, scale,
+                  scores.data(), acc.data(), op + h * g * d);
+  };
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), heads);
+  if (threads <= 1 || at::in_parallel_region()) {
+    work(0, heads);
+    return out;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast <int>(threads))
+  {
+    const int64_t count = omp_get_num_threads(), i = omp_get_thread_num();
+    const int64_t chunk = (heads + count - 1) / count;
+    if (i * chunk < heads) work(i * chunk, std::min(heads, (i + 1) * chunk));
+  }
+#else
+  work(0, heads);
+#endif
+  return out;
+#else
+  (void)q, (void)k, (void)v;
+  return std::nullopt;
+#endif
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {

@@ -35,4 +35,15 @@ std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weigh
 // at::linear(x, weight, bias), through bf16_gemv where it applies.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
+// One decoding step's attention with grouped key/value heads, without copying the cache per
+// query head: q [B, KV, G, D] (the G query heads that share a key/value head), k and v
+// [B, KV, T, D], every query seeing every key (the step's one query comes after them all). The
+// same math as attention() on k and v repeated G times: fp32 scores scaled by 1/sqrt(D), an fp32
+// softmax and fp32 sums of v, rounded to bf16 once. For CPU bf16 tensors, no gradient, when
+// gemv_isa() is not kNone (AVX2 + FMA); otherwise nullopt. Parallel over the B x KV heads.
+// (libtorch's batched products here went to OpenBLAS, whose own threads then fought libtorch's
+// OpenMP threads for the cores: decoding at a 920-token context ran at half speed.)
+std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v);
+
 }  // namespace omni

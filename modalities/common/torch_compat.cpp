@@ -102,13 +102,18 @@ std::string dtype_name(at::ScalarType t) {
   }
 }
 
-void set_compute_threads(int n) {
+void set_blas_threads(int n) {
   if (n <= 0) return;
-  at::set_num_threads(n);
   // Looked up at run time: Debian's libtorch links the system BLAS (libblas.so.3, chosen by
   // update-alternatives), which may or may not be OpenBLAS.
   using SetThreads = void (*)(int);
   if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+void set_compute_threads(int n) {
+  if (n <= 0) return;
+  at::set_num_threads(n);
+  set_blas_threads(n);
 }
 
 void device_synchronize(const at::Device& device) {

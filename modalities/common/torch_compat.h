@@ -37,6 +37,9 @@ std::string dtype_name(at::ScalarType t);
 // own threads: with 2 graph workers on 2 cores the demo's batch graph ran 1.6x slower, and a
 // single-threaded fusion forward 1.3x slower, until OpenBLAS was held to n threads too.
 void set_compute_threads(int n);
+// Only the BLAS's pool (OpenBLAS; no-op for another BLAS), n > 0. Where libtorch's big products
+// run in oneDNN on its OpenMP threads (bf16), one BLAS thread leaves those the cores.
+void set_blas_threads(int n);
 
 // Waits for all work queued on `device` (no-op on the CPU). For benchmarks and tests; the
 // pipeline itself synchronises through streams and events.

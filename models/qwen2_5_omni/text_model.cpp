@@ -162,6 +162,14 @@ at::Tensor TextAttentionImpl::forward(const at::Tensor& x,
     *k_cache = k;
     *v_cache = v;
   }
+  if (L == 1) {
+    // One decoding step: the H / KV query heads that share a key/value head attend to it
+    // together, without a copy of the whole cache per query head (at a 920-token context that
+    // copy and its fp32 conversion moved ~1 GB per token) and without libtorch's batched
+    // products, whose OpenBLAS threads fought its OpenMP threads for the cores.
+    if (auto a = bf16_decode_attention(q.reshape({B, KV, H / KV, D}), k, v))
+      return o_proj(a->reshape({B, 1, H * D}));
+  }
   if (KV != H) {  // GQA: query head i reads key/value head i / (H / KV)
     const int64_t T = k.size(2);
     k = k.unsqueeze(2).expand({B, KV, H / KV, T, D}).reshape({B, H, T, D});

@@ -193,6 +193,7 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
   }
   m.eos = ck.eos_token_ids();
 
+  if (o.single_thread_blas && m.device.is_cpu() && m.dtype == at::kBFloat16) set_blas_threads(1);
   at::NoGradGuard no_grad;
   // Every parameter of the towers comes from the checkpoint (load_module checks that before it
   // loads any), so the big ones are allocated uninitialized in the target dtype and device, not

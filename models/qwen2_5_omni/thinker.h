@@ -41,6 +41,12 @@ struct ThinkerOptions {
   // place on the CPU (LoadOptions::map_weights: one copy of the weights in memory, not two; a
   // write to a weight stays private to the process). Off: every weight is copied.
   bool map_weights = true;
+  // bf16 on the CPU: hold the BLAS's own thread pool (OpenBLAS) to one thread, process-wide
+  // (omni::set_blas_threads). The big products then run in oneDNN on libtorch's OpenMP threads
+  // and the fp32 attention products in the BLAS on the calling thread; with both pools at one
+  // thread per core they fought over the cores and prefill ran 1.2-1.35x slower
+  // (docs/PERFORMANCE.md, "Decoding").
+  bool single_thread_blas = true;
 };
 
 // One user turn: the media item (if any), then the question.

@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "modalities/common/attention.h"
 #include "modalities/common/deferred_init.h"
 
 namespace omni {
@@ -138,6 +139,63 @@ TEST(Gemv, Bf16LinearModuleDecodesThroughTheKernel) {
   const at::Tensor y = lin(x);
   EXPECT_TRUE(y.equal(*bf16_gemv(x, lin->weight, lin->bias)));
   expect_close(y, reference(x, lin->weight, lin->bias), "module");
+}
+
+// The grouped decoding attention against attention_explicit on k and v repeated per query head
+// (what the text model did before), in fp32 from the same bf16 values.
+TEST(DecodeAttention, MatchesAttentionOnRepeatedHeads) {
+  if (gemv_isa() == GemvIsa::kNone) GTEST_SKIP() << "no gemv kernel (this CPU or OMNI_GEMV=off)";
+  at::NoGradGuard no_grad;
+  torch::manual_seed(6);
+  for (const int64_t b : {1, 2}) {
+    for (const int64_t kv : {1, 2}) {
+      for (const int64_t g : {1, 7, 8}) {
+        for (const int64_t t : {1, 5, 37, 300}) {
+          for (const int64_t d : {20, 128}) {
+            const at::Tensor q = at::randn({b, kv, g, d}).to(at::kBFloat16);
+            const at::Tensor k = (at::randn({b, kv, t, d}) * 2).to(at::kBFloat16);
+            const at::Tensor v = at::randn({b, kv, t, d}).to(at::kBFloat16);
+            const auto got = bf16_decode_attention(q, k, v);
+            const std::string what = "b=" + std::to_string(b) + " kv=" + std::to_string(kv) +
+                                     " g=" + std::to_string(g) + " t=" + std::to_string(t) +
+                                     " d=" + std::to_string(d);
+            ASSERT_TRUE(got.has_value()) << what;
+            // Reference: each query head its own row against its key/value head, repeated.
+            const at::Tensor qh = q.to(at::kFloat).reshape({b, kv * g, 1, d});
+            const at::Tensor kh =
+                k.to(at::kFloat).unsqueeze(2).expand({b, kv, g, t, d}).reshape({b, kv * g, t, d});
+            const at::Tensor vh =
+                v.to(at::kFloat).unsqueeze(2).expand({b, kv, g, t, d}).reshape({b, kv * g, t, d});
+            const at::Tensor want = attention_explicit(qh, kh, vh, {}, true).reshape({b, kv, g, d});
+            expect_close(*got, want, what);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(DecodeAttention, ThreadsDoNotChangeTheBitsAndOtherInputsAreLeft) {
+  if (gemv_isa() == GemvIsa::kNone) GTEST_SKIP() << "no gemv kernel (this CPU or OMNI_GEMV=off)";
+  at::NoGradGuard no_grad;
+  const at::Tensor q = at::randn({1, 2, 8, 64}).to(at::kBFloat16);
+  const at::Tensor k = at::randn({1, 2, 50, 64}).to(at::kBFloat16);
+  const at::Tensor v = at::randn({1, 2, 50, 64}).to(at::kBFloat16);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const at::Tensor one = *bf16_decode_attention(q, k, v);
+  at::set_num_threads(2);
+  const at::Tensor two = *bf16_decode_attention(q, k, v);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(one.equal(two));
+  // Non-contiguous inputs give the same answer as their contiguous copies.
+  const at::Tensor kt = k.transpose(2, 3).contiguous().transpose(2, 3);
+  EXPECT_TRUE(bf16_decode_attention(q, kt, v)->equal(one));
+  EXPECT_FALSE(bf16_decode_attention(q.to(at::kFloat), k, v)) << "fp32 query";
+  EXPECT_FALSE(bf16_decode_attention(q, k.to(at::kFloat), v.to(at::kFloat))) << "fp32 cache";
+  EXPECT_FALSE(bf16_decode_attention(q, k, v.narrow(2, 0, 49))) << "v shorter than k";
+  EXPECT_FALSE(bf16_decode_attention(q, k.narrow(1, 0, 1), v.narrow(1, 0, 1))) << "heads";
+  EXPECT_FALSE(bf16_decode_attention(q[0], k[0], v[0])) << "3-d";
 }
 
 }  // namespace
