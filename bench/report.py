@@ -135,7 +135,22 @@ def collect(raw, commands):
         cpp = json.loads(read(os.path.join(raw, "cpp_summary.json")))
         py = json.loads(read(os.path.join(raw, "py_summary.json")))
         notes["e2e"] = {"cpp": cpp, "python": py}
-        return cpp["clips_per_s"], cpp["clips_per_s"] / py["clips_per_s"]
+        # Alternating rounds (cpp_summary_N.json / py_summary_N.json): medians, and the median
+        # of the rounds' ratios with its range.
+        rounds = []
+        n = 1
+        while os.path.exists(os.path.join(raw, f"cpp_summary_{n}.json")):
+            c = json.loads(read(os.path.join(raw, f"cpp_summary_{n}.json")))
+            p = json.loads(read(os.path.join(raw, f"py_summary_{n}.json")))
+            rounds.append((c["clips_per_s"], p["clips_per_s"]))
+            n += 1
+        if not rounds:
+            return cpp["clips_per_s"], cpp["clips_per_s"] / py["clips_per_s"]
+        ratios = [c / p for c, p in rounds]
+        notes["e2e"]["rounds"] = {"cpp_clips_per_s": [c for c, _ in rounds],
+                                  "python_clips_per_s": [p for _, p in rounds],
+                                  "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        return median([c for c, _ in rounds]), median(ratios)
     try:
         values["e2e_clips_per_s"], values["e2e_ratio_vs_python"] = e2e()
     except Exception as e:
