@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -22,8 +23,8 @@
 namespace omni {
 namespace {
 
-constexpr int64_t kMaxRows = 4;   // rows of x one call takes
-constexpr int64_t kRowBlock = 4;  // rows of W in flight
+constexpr int64_t kMaxRows = 4;  // rows of x one call takes
+constexpr int kRowBlock = 4;     // rows of W in flight (AVX512-BF16)
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -179,36 +180,40 @@ OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const uint16_
 
 #endif  // OMNI_X86
 
-// Rows [r0, r1) of W: blocks of kRowBlock rows, then one at a time.
+// Rows [r0, r1) of W: blocks of R rows, then one at a time; dot(r, acc) fills acc[M][rows] for
+// the rows from r.
+template <int M, int R, class Dot>
+void row_blocks(int64_t r0, int64_t r1, const uint16_t* bias, int64_t n, uint16_t* y, Dot&& dot) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) {
+    float acc[M][R];
+    dot(r, acc);
+    store<M, R>(acc, bias, r, n, y);
+  }
+  for (; r < r1; ++r) {
+    float acc[M][1];
+    dot(r, acc);
+    store<M, 1>(acc, bias, r, n, y);
+  }
+}
+
+// The rows of W an accumulator array float[M][R] is for (R).
+template <class Acc>
+constexpr int kRowsOf = static_cast<int>(std::extent_v<std::remove_reference_t<Acc>, 1>);
+
 template <int M>
 void rows(GemvIsa isa, const uint16_t* x, const float* xf, int64_t k, const uint16_t* w,
           const uint16_t* bias, int64_t n, int64_t r0, int64_t r1, uint16_t* y) {
 #if OMNI_X86
-  int64_t r = r0;
   if (isa == GemvIsa::kAvx512Bf16) {
-    for (; r + kRowBlock <= r1; r += kRowBlock) {
-      float acc[M][kRowBlock];
-      dot_avx512bf16<M, kRowBlock>(x, k, w + r * k, acc);
-      store<M, kRowBlock>(acc, bias, r, n, y);
-    }
-    for (; r < r1; ++r) {
-      float acc[M][1];
-      dot_avx512bf16<M, 1>(x, k, w + r * k, acc);
-      store<M, 1>(acc, bias, r, n, y);
-    }
+    row_blocks<M, kRowBlock>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {
+      dot_avx512bf16<M, kRowsOf<decltype(acc)>>(x, k, w + r * k, acc);
+    });
   } else {
     // 16 ymm registers: M x R accumulators + R rows of W + x.
-    constexpr int R = M <= 2 ? 4 : 2;
-    for (; r + R <= r1; r += R) {
-      float acc[M][R];
-      dot_avx2<M, R>(xf, k, w + r * k, acc);
-      store<M, R>(acc, bias, r, n, y);
-    }
-    for (; r < r1; ++r) {
-      float acc[M][1];
-      dot_avx2<M, 1>(xf, k, w + r * k, acc);
-      store<M, 1>(acc, bias, r, n, y);
-    }
+    row_blocks<M, (M <= 2 ? 4 : 2)>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {
+      dot_avx2<M, kRowsOf<decltype(acc)>>(xf, k, w + r * k, acc);
+    });
   }
 #else
   (void)isa, (void)x, (void)xf, (void)k, (void)w, (void)bias, (void)n, (void)r0, (void)r1, (void)y;
