@@ -220,6 +220,31 @@ void rows(GemvIsa isa, const uint16_t* x, const float* xf, int64_t k, const uint
 #endif
 }
 
+// Runs work(begin, end) over [0, n) on at most `threads` of libtorch's intra-op threads, each one
+// contiguous run whose length is a multiple of `align` (but the last). Our own OpenMP region, not
+// at::parallel_for: ATen's header template runs its body serially in a file compiled without
+// -fopenmp (every file of this project but this one, for one shared precompiled header; see
+// CMakeLists.txt), and a torch wheel brings its own OpenMP runtime whose thread setting ours
+// would not see.
+template <class F>
+void split(int64_t n, int64_t threads, int64_t align, const F& work) {
+  threads = std::min<int64_t>(threads, at::get_num_threads());
+  if (threads <= 1 || at::in_parallel_region()) {
+    work(0, n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast <int>(threads))
+  {
+    const int64_t count = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = ((n + count - 1) / count + align - 1) / align * align;
+    if (t * chunk < n) work(t * chunk, std::min(n, (t + 1) * chunk));
+  }
+#else
+  work(0, n);
+#endif
+}
+
 GemvIsa best_isa() {
 #if OMNI_X86
   __builtin_cpu_init();
@@ -311,27 +336,9 @@ std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weigh
         break;
     }
   };
-  // libtorch's intra-op thread count, each thread one contiguous run of whole row blocks of at
-  // least 64 KB of W. Our own OpenMP region rather than at::parallel_for: ATen's header runs its
-  // body serially in a file compiled without -fopenmp (every file of this project, for one shared
-  // precompiled header; this one is compiled with it, see CMakeLists.txt), and a torch wheel
-  // brings its own OpenMP runtime whose thread setting ours would not see.
+  // Each thread at least 64 KB of W, in whole row blocks.
   const int64_t min_rows = std::max<int64_t>(kRowBlock, (int64_t{32} << 10) / k);
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (n + min_rows - 1) / min_rows);
-  if (threads <= 1 || at::in_parallel_region()) {
-    work(0, n);
-    return y;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(static_cast <int>(threads))
-  {
-    const int64_t count = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t chunk = ((n + count - 1) / count + kRowBlock - 1) / kRowBlock * kRowBlock;
-    if (t * chunk < n) work(t * chunk, std::min(n, (t + 1) * chunk));
-  }
-#else
-  work(0, n);
-#endif
+  split(n, (n + min_rows - 1) / min_rows, kRowBlock, work);
   return y;
 }
 
@@ -364,21 +371,7 @@ std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::T
       attend_head(qp + h * g * d, g, kp + h * t_len * d, vp + h * t_len * d, t_len, d, scale,
                   scores.data(), acc.data(), op + h * g * d);
   };
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), heads);
-  if (threads <= 1 || at::in_parallel_region()) {
-    work(0, heads);
-    return out;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(static_cast <int>(threads))
-  {
-    const int64_t count = omp_get_num_threads(), i = omp_get_thread_num();
-    const int64_t chunk = (heads + count - 1) / count;
-    if (i * chunk < heads) work(i * chunk, std::min(heads, (i + 1) * chunk));
-  }
-#else
-  work(0, heads);
-#endif
+  split(heads, heads, 1, work);
   return out;
 #else
   (void)q, (void)k, (void)v;
