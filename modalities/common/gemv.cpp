@@ -24,7 +24,7 @@ namespace omni {
 namespace {
 
 constexpr int64_t kMaxRows = 4;  // rows of x one call takes
-constexpr int kRowBlock = 4;     // rows of W in flight (AVX512-BF16)
+constexpr int kRowBlock = 4;     // rows of W in flight (AVX2); a thread's rows come in multiples
 
 inline float bf16_to_float(uint16_t v) {
   uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -51,41 +51,42 @@ inline void store(const float (&acc)[M][R], const uint16_t* bias, int64_t r, int
 // ---- AVX512-BF16: 32 bf16 products per instruction, accumulated in 16 fp32 lanes.
 #define OMNI_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-template <int M, int R>
+// One row of W against the M rows of x, read front to back as one stream (the hardware
+// prefetcher follows one sequential stream per thread best: 4 rows read side by side were
+// 10-15% slower on the 3B model's decoding), with 4 independent accumulators per row of x.
+template <int M>
 OMNI_TARGET_BF16 void dot_avx512bf16(const uint16_t* x, int64_t k, const uint16_t* w,
-                                     float (&out)[M][R]) {
-  __m512 acc[M][R];
+                                     float (&out)[M][1]) {
+  __m512 acc[M][4];
   for (int m = 0; m < M; ++m)
-    for (int j = 0; j < R; ++j) acc[m][j] = _mm512_setzero_ps();
-  const int64_t full = k & ~int64_t{31};
-  for (int64_t i = 0; i < full; i += 32) {
-    __m512bh wv[R];
-    for (int j = 0; j < R; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * k + i);
-    for (int m = 0; m < M; ++m) {
-      const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + m * k + i);
-      for (int j = 0; j < R; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
-    }
+    for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 128 <= k; i += 128) {
+    __m512bh wv[4];
+    for (int u = 0; u < 4; ++u) wv[u] = (__m512bh)_mm512_loadu_si512(w + i + 32 * u);
+    for (int m = 0; m < M; ++m)
+      for (int u = 0; u < 4; ++u)
+        acc[m][u] = _mm512_dpbf16_ps(acc[m][u],
+                                     (__m512bh)_mm512_loadu_si512(x + m * k + i + 32 * u), wv[u]);
   }
-  if (full < k) {
-    // Zero-masked loads: the lanes past the end multiply 0 by 0.
-    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (k - full)) - 1);
-    __m512bh wv[R];
-    for (int j = 0; j < R; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + j * k + full);
-    for (int m = 0; m < M; ++m) {
-      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + m * k + full);
-      for (int j = 0; j < R; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
-    }
+  for (; i < k; i += 32) {
+    // Zero-masked loads at the end: the lanes past it multiply 0 by 0.
+    const __mmask32 mask = k - i >= 32 ? static_cast<__mmask32>(~0u)
+                                       : static_cast<__mmask32>((uint64_t{1} << (k - i)) - 1);
+    const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, w + i);
+    for (int m = 0; m < M; ++m)
+      acc[m][0] =
+          _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_maskz_loadu_epi16(mask, x + m * k + i), wv);
   }
   // The 16 lanes summed pairwise through memory (GCC 12's _mm512_reduce_add_ps warns from inside
   // its own header, -Wuninitialized on _mm256_undefined_pd).
   for (int m = 0; m < M; ++m) {
-    for (int j = 0; j < R; ++j) {
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, acc[m][j]);
-      for (int w2 = 8; w2 > 0; w2 /= 2)
-        for (int i = 0; i < w2; ++i) lanes[i] += lanes[i + w2];
-      out[m][j] = lanes[0];
-    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
+                                         _mm512_add_ps(acc[m][2], acc[m][3])));
+    for (int half = 8; half > 0; half /= 2)
+      for (int j = 0; j < half; ++j) lanes[j] += lanes[j + half];
+    out[m][0] = lanes[0];
   }
 }
 
@@ -206,9 +207,8 @@ void rows(GemvIsa isa, const uint16_t* x, const float* xf, int64_t k, const uint
           const uint16_t* bias, int64_t n, int64_t r0, int64_t r1, uint16_t* y) {
 #if OMNI_X86
   if (isa == GemvIsa::kAvx512Bf16) {
-    row_blocks<M, kRowBlock>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {
-      dot_avx512bf16<M, kRowsOf<decltype(acc)>>(x, k, w + r * k, acc);
-    });
+    row_blocks<M, 1>(r0, r1, bias, n, y,
+                     [&](int64_t r, auto& acc) { dot_avx512bf16<M>(x, k, w + r * k, acc); });
   } else {
     // 16 ymm registers: M x R accumulators + R rows of W + x.
     row_blocks<M, (M <= 2 ? 4 : 2)>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {

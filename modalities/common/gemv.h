@@ -1,10 +1,10 @@
 // Decoding's matrix-vector products on the CPU: y = x W^T (+ b) for one to four rows of x against
 // a bf16 weight matrix. Decoding one token reads every weight of the language model once (6.2 GB
 // for a 3B model), so its speed is the speed of streaming W from memory. libtorch 1.13's bf16
-// linear (oneDNN 2.6 through ideep) reached about half of the bandwidth that the same machine
-// gives a plain streaming loop (docs/PERFORMANCE.md, "Decoding"); these kernels read W once, in
-// row order, with 4 rows in flight, and accumulate in fp32 (AVX512-BF16 dot products, or AVX2 +
-// FMA after widening bf16 to fp32), rounding each output to bf16 once, as oneDNN does.
+// linear (oneDNN 2.6 through ideep) streamed it at about 60% of what these kernels reach
+// (docs/PERFORMANCE.md, "Decoding and prefill on the CPU"); they read W once, front to back,
+// and accumulate in fp32 (AVX512-BF16 dot products, one row of W at a time; or AVX2 + FMA after
+// widening bf16 to fp32, 2-4 rows at a time), rounding each output to bf16 once, as oneDNN does.
 #pragma once
 
 #include <ATen/core/Tensor.h>
