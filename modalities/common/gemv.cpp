@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
@@ -299,7 +300,7 @@ std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weigh
   if (bias.defined() && (!bias.device().is_cpu() || bias.scalar_type() != at::kBFloat16 ||
                          bias.dim() != 1 || bias.size(0) != n))
     return std::nullopt;
-  if (at::GradMode::is_enabled() &&
+  if (c10::GradMode::is_enabled() &&
       (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad())))
     return std::nullopt;
 
@@ -354,7 +355,7 @@ std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::T
   if (k.size(0) != b || k.size(1) != kv || k.size(3) != d || !v.sizes().equals(k.sizes()) ||
       b * kv * g * d == 0 || t_len == 0)
     return std::nullopt;
-  if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
+  if (c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
     return std::nullopt;
   const at::Tensor qf = q.to(at::kFloat).contiguous();
   const at::Tensor kc = k.contiguous(), vc = v.contiguous();
