@@ -4,6 +4,7 @@
 extern "C" {
 #include <libavutil/display.h>
 #include <libavutil/log.h>
+#include <libavutil/mem.h>
 }
 
 #include <algorithm>
@@ -99,6 +100,12 @@ void init_ffmpeg_logging() {
     }
     // Respect a level the host program already chose.
     if (av_log_get_level() == AV_LOG_INFO) av_log_set_level(level);
+    // One block FFmpeg allocates is at most 512 MiB (its own default is INT_MAX): some demuxers
+    // allocate a size a header claims before reading it (a 1.2 KB WAV whose LIST chunk claims
+    // 4 GB made libavformat allocate 2.1 GB; fuzz/regressions/wav/list-chunk-claims-4gb). The
+    // largest block a legitimate input needs is a frame plane of kMaxFramePixels pixels: 402 MB
+    // for packed 16-bit RGB. Process-wide (FFmpeg has no per-context limit).
+    av_max_alloc(size_t{512} << 20);
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <opencv2/core.hpp>
 
 #include <chrono>
@@ -207,6 +208,31 @@ TEST(MediaReader, HugeClaimedFrameSizeIsRefused) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("more than the limit"), std::string::npos) << e.what();
   }
+}
+
+// A 1.2 KB WAV whose LIST chunk claims 4 GB (found by fuzz_wav): libavformat allocated 2.1 GB
+// for it while opening the file, until FFmpeg's single-block limit was lowered to 512 MiB. Now a
+// clear error (or what can be read), in bounded memory.
+TEST(MediaReader, HeaderClaimingGigabytesIsNotAllocated) {
+  std::ifstream f(std::string(OMNI_SOURCE_DIR) + "/fuzz/regressions/wav/list-chunk-claims-4gb",
+                  std::ios::binary);
+  ASSERT_TRUE(f.good());
+  MediaReaderOptions o;
+  o.path = "claims.wav";
+  o.data = std::make_shared<const std::string>(std::istreambuf_iterator<char>(f),
+                                               std::istreambuf_iterator<char>());
+  o.video = false;
+  try {
+    MediaReader r(o);
+    MediaReader::Item item;
+    while (r.next(item)) {
+    }
+  } catch (const InputError& e) {
+    EXPECT_FALSE(std::string(e.what()).empty());
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  EXPECT_LT(ru.ru_maxrss, 1024 * 1024) << "peak RSS " << ru.ru_maxrss << " KB";
 }
 
 TEST(MediaReader, ExactRateChannelsAndSignal) {
