@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -28,10 +27,7 @@ constexpr int64_t kMaxRows = 4;  // rows of x one call takes
 constexpr int kRowBlock = 4;     // rows of W in flight (AVX2); a thread's rows come in multiples
 
 inline float bf16_to_float(uint16_t v) {
-  uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
+  return static_cast<float>(c10::BFloat16(v, c10::BFloat16::from_bits()));
 }
 
 // The outputs of rows [r, r + R) of W for the M rows of x, plus the bias, rounded to bf16
@@ -257,8 +253,14 @@ GemvIsa best_isa() {
   return GemvIsa::kNone;
 }
 
+// What this CPU runs, asked once (bf16_gemv checks it on every call).
+GemvIsa cpu_isa() {
+  static const GemvIsa isa = best_isa();
+  return isa;
+}
+
 GemvIsa chosen_isa() {
-  const GemvIsa best = best_isa();
+  const GemvIsa best = cpu_isa();
   const char* env = std::getenv("OMNI_GEMV");
   if (env == nullptr || *env == '\0') return best;
   const std::string want(env);
@@ -288,7 +290,7 @@ std::string to_string(GemvIsa isa) {
 
 std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weight,
                                     const at::Tensor& bias, GemvIsa isa) {
-  if (isa == GemvIsa::kNone || isa > best_isa()) return std::nullopt;
+  if (isa == GemvIsa::kNone || isa > cpu_isa()) return std::nullopt;
   if (!x.defined() || !weight.defined() || !x.device().is_cpu() || !weight.device().is_cpu() ||
       x.scalar_type() != at::kBFloat16 || weight.scalar_type() != at::kBFloat16 ||
       weight.dim() != 2 || !weight.is_contiguous() || x.dim() < 1)
