@@ -30,15 +30,24 @@ inline float bf16_to_float(uint16_t v) {
   return static_cast<float>(c10::BFloat16(v, c10::BFloat16::from_bits()));
 }
 
-// The outputs of rows [r, r + R) of W for the M rows of x, plus the bias, rounded to bf16
-// (round to nearest even, c10::BFloat16's conversion).
-template <int M, int R>
-inline void store(const float (&acc)[M][R], const uint16_t* bias, int64_t r, int64_t n,
-                  uint16_t* y) {
+// The two element types: bf16 (its bits) and fp32.
+inline float to_float(uint16_t v) { return bf16_to_float(v); }
+inline float to_float(float v) { return v; }
+template <class T>
+inline T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>)
+    return v;
+  else
+    return c10::BFloat16(v).x;  // round to nearest even, c10::BFloat16's conversion
+}
+
+// The outputs of rows [r, r + R) of W for the M rows of x, plus the bias (bf16: rounded once).
+template <int M, int R, class T>
+inline void store(const float (&acc)[M][R], const T* bias, int64_t r, int64_t n, T* y) {
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < R; ++j) {
-      const float v = acc[m][j] + (bias != nullptr ? bf16_to_float(bias[r + j]) : 0.0f);
-      y[m * n + r + j] = c10::BFloat16(v).x;
+      const float v = acc[m][j] + (bias != nullptr ? to_float(bias[r + j]) : 0.0f);
+      y[m * n + r + j] = from_float<T>(v);
     }
   }
 }
@@ -87,13 +96,49 @@ OMNI_TARGET_BF16 void dot_avx512bf16(const uint16_t* x, int64_t k, const uint16_
   }
 }
 
-// ---- AVX2 + FMA: 8 bf16 widened to fp32 (a 16-bit shift) per step; x is given in fp32.
+// ---- AVX512F, fp32 weights: the same one-stream shape, 16 fp32 products per instruction.
+#define OMNI_TARGET_AVX512F __attribute__((target("avx512f")))
+
+template <int M>
+OMNI_TARGET_AVX512F void dot_avx512f(const float* x, int64_t k, const float* w,
+                                     float (&out)[M][1]) {
+  __m512 acc[M][4];
+  for (int m = 0; m < M; ++m)
+    for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= k; i += 64) {
+    __m512 wv[4];
+    for (int u = 0; u < 4; ++u) wv[u] = _mm512_loadu_ps(w + i + 16 * u);
+    for (int m = 0; m < M; ++m)
+      for (int u = 0; u < 4; ++u)
+        acc[m][u] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * k + i + 16 * u), wv[u], acc[m][u]);
+  }
+  for (; i < k; i += 16) {
+    const __mmask16 mask =
+        k - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (k - i)) - 1);
+    const __m512 wv = _mm512_maskz_loadu_ps(mask, w + i);
+    for (int m = 0; m < M; ++m)
+      acc[m][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + m * k + i), wv, acc[m][0]);
+  }
+  for (int m = 0; m < M; ++m) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
+                                         _mm512_add_ps(acc[m][2], acc[m][3])));
+    for (int half = 8; half > 0; half /= 2)
+      for (int j = 0; j < half; ++j) lanes[j] += lanes[j + half];
+    out[m][0] = lanes[0];
+  }
+}
+
+// ---- AVX2 + FMA: 8 weights per step, bf16 ones widened to fp32 (a 16-bit shift); x is given in
+// fp32.
 #define OMNI_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
-OMNI_TARGET_AVX2 inline __m256 load_bf16x8(const uint16_t* p) {
+OMNI_TARGET_AVX2 inline __m256 load8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+OMNI_TARGET_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 
 OMNI_TARGET_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -102,15 +147,15 @@ OMNI_TARGET_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <int M, int R>
-OMNI_TARGET_AVX2 void dot_avx2(const float* x, int64_t k, const uint16_t* w, float (&out)[M][R]) {
+template <int M, int R, class T>
+OMNI_TARGET_AVX2 void dot_avx2(const float* x, int64_t k, const T* w, float (&out)[M][R]) {
   __m256 acc[M][R];
   for (int m = 0; m < M; ++m)
     for (int j = 0; j < R; ++j) acc[m][j] = _mm256_setzero_ps();
   const int64_t full = k & ~int64_t{7};
   for (int64_t i = 0; i < full; i += 8) {
     __m256 wv[R];
-    for (int j = 0; j < R; ++j) wv[j] = load_bf16x8(w + j * k + i);
+    for (int j = 0; j < R; ++j) wv[j] = load8(w + j * k + i);
     for (int m = 0; m < M; ++m) {
       const __m256 xv = _mm256_loadu_ps(x + m * k + i);
       for (int j = 0; j < R; ++j) acc[m][j] = _mm256_fmadd_ps(xv, wv[j], acc[m][j]);
@@ -119,28 +164,29 @@ OMNI_TARGET_AVX2 void dot_avx2(const float* x, int64_t k, const uint16_t* w, flo
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < R; ++j) {
       float s = hsum(acc[m][j]);
-      for (int64_t i = full; i < k; ++i) s += x[m * k + i] * bf16_to_float(w[j * k + i]);
+      for (int64_t i = full; i < k; ++i) s += x[m * k + i] * to_float(w[j * k + i]);
       out[m][j] = s;
     }
   }
 }
 
 // One (batch, key/value head): the G query rows against T keys of length D. q is fp32 [G, D];
-// scores is scratch [G, T]; out is [G, D] bf16.
-OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const uint16_t* k,
-                                  const uint16_t* v, int64_t t_len, int64_t d, float scale,
-                                  float* scores, float* acc, uint16_t* out) {
+// scores is scratch [G, T]; out is [G, D] in the cache's type.
+template <class T>
+OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const T* k, const T* v,
+                                  int64_t t_len, int64_t d, float scale, float* scores, float* acc,
+                                  T* out) {
   const int64_t full = d & ~int64_t{7};
   // Scores: each key row widened once and used by all G queries.
   for (int64_t t = 0; t < t_len; ++t) {
-    const uint16_t* kt = k + t * d;
+    const T* kt = k + t * d;
     for (int64_t g = 0; g < g_count; ++g) {
       const float* qg = q + g * d;
       __m256 s = _mm256_setzero_ps();
       for (int64_t i = 0; i < full; i += 8)
-        s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), load_bf16x8(kt + i), s);
+        s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), load8(kt + i), s);
       float r = hsum(s);
-      for (int64_t i = full; i < d; ++i) r += qg[i] * bf16_to_float(kt[i]);
+      for (int64_t i = full; i < d; ++i) r += qg[i] * to_float(kt[i]);
       scores[g * t_len + t] = r * scale;
     }
   }
@@ -160,9 +206,9 @@ OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const uint16_
   // Weighted sum of the value rows, each widened once.
   std::fill(acc, acc + g_count * d, 0.0f);
   for (int64_t t = 0; t < t_len; ++t) {
-    const uint16_t* vt = v + t * d;
+    const T* vt = v + t * d;
     for (int64_t i = 0; i < full; i += 8) {
-      const __m256 vv = load_bf16x8(vt + i);
+      const __m256 vv = load8(vt + i);
       for (int64_t g = 0; g < g_count; ++g) {
         float* a = acc + g * d + i;
         _mm256_storeu_ps(
@@ -171,17 +217,17 @@ OMNI_TARGET_AVX2 void attend_head(const float* q, int64_t g_count, const uint16_
     }
     for (int64_t i = full; i < d; ++i)
       for (int64_t g = 0; g < g_count; ++g)
-        acc[g * d + i] += scores[g * t_len + t] * bf16_to_float(vt[i]);
+        acc[g * d + i] += scores[g * t_len + t] * to_float(vt[i]);
   }
-  for (int64_t i = 0; i < g_count * d; ++i) out[i] = c10::BFloat16(acc[i]).x;
+  for (int64_t i = 0; i < g_count * d; ++i) out[i] = from_float<T>(acc[i]);
 }
 
 #endif  // OMNI_X86
 
 // Rows [r0, r1) of W: blocks of R rows, then one at a time; dot(r, acc) fills acc[M][rows] for
 // the rows from r.
-template <int M, int R, class Dot>
-void row_blocks(int64_t r0, int64_t r1, const uint16_t* bias, int64_t n, uint16_t* y, Dot&& dot) {
+template <int M, int R, class T, class Dot>
+void row_blocks(int64_t r0, int64_t r1, const T* bias, int64_t n, T* y, Dot&& dot) {
   int64_t r = r0;
   for (; r + R <= r1; r += R) {
     float acc[M][R];
@@ -199,13 +245,18 @@ void row_blocks(int64_t r0, int64_t r1, const uint16_t* bias, int64_t n, uint16_
 template <class Acc>
 constexpr int kRowsOf = static_cast<int>(std::extent_v<std::remove_reference_t<Acc>, 1>);
 
-template <int M>
-void rows(GemvIsa isa, const uint16_t* x, const float* xf, int64_t k, const uint16_t* w,
-          const uint16_t* bias, int64_t n, int64_t r0, int64_t r1, uint16_t* y) {
+// x is the input in its own type, xf the same rows in fp32 (the same pointer for fp32).
+template <int M, class T>
+void rows(GemvIsa isa, const T* x, const float* xf, int64_t k, const T* w, const T* bias, int64_t n,
+          int64_t r0, int64_t r1, T* y) {
 #if OMNI_X86
-  if (isa == GemvIsa::kAvx512Bf16) {
-    row_blocks<M, 1>(r0, r1, bias, n, y,
-                     [&](int64_t r, auto& acc) { dot_avx512bf16<M>(x, k, w + r * k, acc); });
+  if (isa == GemvIsa::kAvx512Bf16) {  // (AVX512-BF16 implies AVX512F)
+    row_blocks<M, 1>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {
+      if constexpr (std::is_same_v<T, float>)
+        dot_avx512f<M>(xf, k, w + r * k, acc);
+      else
+        dot_avx512bf16<M>(x, k, w + r * k, acc);
+    });
   } else {
     // 16 ymm registers: M x R accumulators + R rows of W + x.
     row_blocks<M, (M <= 2 ? 4 : 2)>(r0, r1, bias, n, y, [&](int64_t r, auto& acc) {
@@ -288,18 +339,32 @@ std::string to_string(GemvIsa isa) {
   return "off";
 }
 
-std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weight,
-                                    const at::Tensor& bias, GemvIsa isa) {
+namespace {
+
+// The element type's pointer into a tensor of scalar type `dtype` (bf16: its bits).
+template <class T>
+const T* elems(const at::Tensor& t) {
+  return static_cast<const T*>(t.data_ptr());
+}
+template <class T>
+T* elems_mut(at::Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
+}
+
+template <class T>
+std::optional<at::Tensor> gemv(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, GemvIsa isa) {
+  constexpr at::ScalarType kType = std::is_same_v<T, float> ? at::kFloat : at::kBFloat16;
   if (isa == GemvIsa::kNone || isa > cpu_isa()) return std::nullopt;
   if (!x.defined() || !weight.defined() || !x.device().is_cpu() || !weight.device().is_cpu() ||
-      x.scalar_type() != at::kBFloat16 || weight.scalar_type() != at::kBFloat16 ||
-      weight.dim() != 2 || !weight.is_contiguous() || x.dim() < 1)
+      x.scalar_type() != kType || weight.scalar_type() != kType || weight.dim() != 2 ||
+      !weight.is_contiguous() || x.dim() < 1)
     return std::nullopt;
   const int64_t k = weight.size(1), n = weight.size(0);
   if (x.size(-1) != k || k == 0 || n == 0) return std::nullopt;
   const int64_t m = x.numel() / k;
   if (m < 1 || m > kMaxRows) return std::nullopt;
-  if (bias.defined() && (!bias.device().is_cpu() || bias.scalar_type() != at::kBFloat16 ||
+  if (bias.defined() && (!bias.device().is_cpu() || bias.scalar_type() != kType ||
                          bias.dim() != 1 || bias.size(0) != n))
     return std::nullopt;
   if (c10::GradMode::is_enabled() &&
@@ -310,69 +375,63 @@ std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weigh
   const at::Tensor bc = bias.defined() ? bias.contiguous() : bias;
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = n;
-  at::Tensor y = at::empty(shape, x.options().dtype(at::kBFloat16));
+  at::Tensor y = at::empty(shape, x.options());
 
-  const auto* xp = reinterpret_cast<const uint16_t*>(xc.data_ptr<at::BFloat16>());
-  const auto* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr<at::BFloat16>());
-  const auto* bp =
-      bc.defined() ? reinterpret_cast<const uint16_t*>(bc.data_ptr<at::BFloat16>()) : nullptr;
-  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>());
-  // The AVX2 kernel reads x in fp32 (converted once: K x M floats).
-  std::vector<float> xf;
-  if (isa == GemvIsa::kAvx2) {
-    xf.resize(static_cast<size_t>(m * k));
-    for (int64_t i = 0; i < m * k; ++i) xf[static_cast<size_t>(i)] = bf16_to_float(xp[i]);
+  const T* xp = elems<T>(xc);
+  const T* wp = elems<T>(weight);
+  const T* bp = bc.defined() ? elems<T>(bc) : nullptr;
+  T* yp = elems_mut<T>(y);
+  // The fp32 kernels read x in fp32: bf16 rows are converted once (K x M floats).
+  std::vector<float> converted;
+  const float* xf = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    xf = xp;
+  } else if (isa == GemvIsa::kAvx2) {
+    converted.resize(static_cast<size_t>(m * k));
+    for (int64_t i = 0; i < m * k; ++i) converted[static_cast<size_t>(i)] = to_float(xp[i]);
+    xf = converted.data();
   }
   auto work = [&](int64_t r0, int64_t r1) {
     switch (m) {
       case 1:
-        rows<1>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        rows<1>(isa, xp, xf, k, wp, bp, n, r0, r1, yp);
         break;
       case 2:
-        rows<2>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        rows<2>(isa, xp, xf, k, wp, bp, n, r0, r1, yp);
         break;
       case 3:
-        rows<3>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        rows<3>(isa, xp, xf, k, wp, bp, n, r0, r1, yp);
         break;
       default:
-        rows<4>(isa, xp, xf.data(), k, wp, bp, n, r0, r1, yp);
+        rows<4>(isa, xp, xf, k, wp, bp, n, r0, r1, yp);
         break;
     }
   };
-  // Each thread at least 64 KB of W, in whole row blocks.
+  // Each thread at least 32 K elements of W, in whole row blocks.
   const int64_t min_rows = std::max<int64_t>(kRowBlock, (int64_t{32} << 10) / k);
   split(n, (n + min_rows - 1) / min_rows, kRowBlock, work);
   return y;
 }
 
-std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::Tensor& k,
-                                                const at::Tensor& v) {
+template <class T>
+std::optional<at::Tensor> decode_attention_as(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v) {
 #if OMNI_X86
-  if (gemv_isa() == GemvIsa::kNone) return std::nullopt;
-  for (const at::Tensor* t : {&q, &k, &v})
-    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != at::kBFloat16 ||
-        t->dim() != 4)
-      return std::nullopt;
   const int64_t b = q.size(0), kv = q.size(1), g = q.size(2), d = q.size(3), t_len = k.size(2);
-  if (k.size(0) != b || k.size(1) != kv || k.size(3) != d || !v.sizes().equals(k.sizes()) ||
-      b * kv * g * d == 0 || t_len == 0)
-    return std::nullopt;
-  if (c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
-    return std::nullopt;
   const at::Tensor qf = q.to(at::kFloat).contiguous();
   const at::Tensor kc = k.contiguous(), vc = v.contiguous();
   at::Tensor out = at::empty({b, kv, g, d}, q.options());
   const float* qp = qf.data_ptr<float>();
-  const auto* kp = reinterpret_cast<const uint16_t*>(kc.data_ptr<at::BFloat16>());
-  const auto* vp = reinterpret_cast<const uint16_t*>(vc.data_ptr<at::BFloat16>());
-  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const T* kp = elems<T>(kc);
+  const T* vp = elems<T>(vc);
+  T* op = elems_mut<T>(out);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const int64_t heads = b * kv;
   auto work = [&](int64_t h0, int64_t h1) {
     std::vector<float> scores(static_cast<size_t>(g * t_len)), acc(static_cast<size_t>(g * d));
     for (int64_t h = h0; h < h1; ++h)
-      attend_head(qp + h * g * d, g, kp + h * t_len * d, vp + h * t_len * d, t_len, d, scale,
-                  scores.data(), acc.data(), op + h * g * d);
+      attend_head<T>(qp + h * g * d, g, kp + h * t_len * d, vp + h * t_len * d, t_len, d, scale,
+                     scores.data(), acc.data(), op + h * g * d);
   };
   split(heads, heads, 1, work);
   return out;
@@ -382,8 +441,39 @@ std::optional<at::Tensor> bf16_decode_attention(const at::Tensor& q, const at::T
 #endif
 }
 
+}  // namespace
+
+std::optional<at::Tensor> bf16_gemv(const at::Tensor& x, const at::Tensor& weight,
+                                    const at::Tensor& bias, GemvIsa isa) {
+  return gemv<uint16_t>(x, weight, bias, isa);
+}
+
+std::optional<at::Tensor> f32_gemv(const at::Tensor& x, const at::Tensor& weight,
+                                   const at::Tensor& bias, GemvIsa isa) {
+  return gemv<float>(x, weight, bias, isa);
+}
+
+std::optional<at::Tensor> decode_attention(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v) {
+  if (gemv_isa() == GemvIsa::kNone) return std::nullopt;
+  for (const at::Tensor* t : {&q, &k, &v})
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != q.scalar_type() ||
+        t->dim() != 4)
+      return std::nullopt;
+  if (q.scalar_type() != at::kBFloat16 && q.scalar_type() != at::kFloat) return std::nullopt;
+  const int64_t b = q.size(0), kv = q.size(1), g = q.size(2), d = q.size(3), t_len = k.size(2);
+  if (k.size(0) != b || k.size(1) != kv || k.size(3) != d || !v.sizes().equals(k.sizes()) ||
+      b * kv * g * d == 0 || t_len == 0)
+    return std::nullopt;
+  if (c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return std::nullopt;
+  return q.scalar_type() == at::kFloat ? decode_attention_as<float>(q, k, v)
+                                       : decode_attention_as<uint16_t>(q, k, v);
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (auto y = bf16_gemv(x, weight, bias)) return *std::move(y);
+  if (auto y = f32_gemv(x, weight, bias)) return *std::move(y);
   return at::linear(x, weight, bias);
 }
 

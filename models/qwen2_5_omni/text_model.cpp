@@ -167,7 +167,7 @@ at::Tensor TextAttentionImpl::forward(const at::Tensor& x,
     // together, without a copy of the whole cache per query head (at a 920-token context that
     // copy and its fp32 conversion moved ~1 GB per token) and without libtorch's batched
     // products, whose OpenBLAS threads fought its OpenMP threads for the cores.
-    if (auto a = bf16_decode_attention(q.reshape({B, KV, H / KV, D}), k, v))
+    if (auto a = decode_attention(q.reshape({B, KV, H / KV, D}), k, v))
       return o_proj(a->reshape({B, 1, H * D}));
   }
   if (KV != H) {  // GQA: query head i reads key/value head i / (H / KV)

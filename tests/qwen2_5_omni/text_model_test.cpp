@@ -222,7 +222,8 @@ TEST(QwenTextModel, TiedHeadUsesTheEmbedding) {
   EXPECT_FALSE(m->named_parameters().contains("lm_head.weight"));
   at::NoGradGuard g;
   const at::Tensor h = at::randn({1, 3, 32});
-  EXPECT_TRUE(at::allclose(m->logits(h), at::matmul(h, m->embed_tokens->weight.t())));
+  // (h's three rows go through the fp32 decoding kernel: another summation order)
+  EXPECT_TRUE(at::allclose(m->logits(h), at::matmul(h, m->embed_tokens->weight.t()), 1e-5, 1e-5));
 }
 
 TEST(QwenTextModel, BadInputsAreInputErrors) {
