@@ -45,6 +45,13 @@ METRICS = {
     "real3b_decode_ratio_vs_llamacpp": ("ratio", ">= 1", lambda v: v >= 1, "Real model sizes"),
     "real3b_time_to_first_token_s": ("s", "-", None, "Real model sizes"),
     "real3b_peak_rss_gb": ("GB", "<= 1.2 x weights' bytes", None, "Real model sizes"),
+    # bench/real/hf_agreement.py: greedy tokens against transformers at fp32 (common prefix /
+    # tokens), and omnipipe's bf16 rounding error against transformers' own (first token's logits
+    # against transformers at fp32, rms; 1 = the same error).
+    "real3b_greedy_agreement_fp32": ("fraction", "= 1 (identical)", lambda v: v == 1,
+                                     "Real model sizes"),
+    "real3b_bf16_logit_error_ratio": ("ratio", "<= 1.25", lambda v: v <= 1.25,
+                                      "Real model sizes"),
 }
 REAL = [n for n in METRICS if n.startswith("real3b_")]
 
@@ -309,6 +316,11 @@ def collect_real(raw, commands):
         agreement["llamacpp"] = last_json(os.path.join(raw, "top1.json"))
     except (OSError, ValueError):
         pass
+    try:
+        exact = last_json(os.path.join(raw, "hf_agreement.json"))
+        agreement.setdefault("transformers", {})["exactness"] = exact
+    except (OSError, ValueError):
+        exact = {}
     common = {"rounds": len(rounds), "threads": meta["threads"], "fps": meta["fps"],
               "prompt_tokens": len(first["prompt_ids"]), "prompt_tokens_by_modality":
               first.get("tokens"), "new_tokens": len(first["ids"]),
@@ -321,6 +333,11 @@ def collect_real(raw, commands):
     values["real3b_decode_tokens_per_s"] = sides["omnipipe"]["decode_tokens_per_s"]
     values["real3b_time_to_first_token_s"] = sides["omnipipe"]["time_to_first_token_s"]
     values["real3b_peak_rss_gb"] = sides["omnipipe"]["max_rss_mb"] * 2**20 / 1e9
+    g32 = exact.get("greedy", {}).get("fp32")
+    if g32 and g32["tokens"] > 0:
+        values["real3b_greedy_agreement_fp32"] = g32["same_prefix"] / g32["tokens"]
+    if "bf16_error_ratio" in exact:
+        values["real3b_bf16_logit_error_ratio"] = exact["bf16_error_ratio"]
     for other, tag in (("transformers", "transformers"), ("llamacpp", "llamacpp")):
         for kind in ("prefill", "decode"):
             rs = ratios(other, f"{kind}_tokens_per_s")
@@ -522,6 +539,9 @@ def real_table(r, entries):
                 f"transformers' top-1 leads its top-2 by a median "
                 f"{t.get('top2_logit_gap_median', float('nan')):.3g}: a near tie that one "
                 "bf16 rounding more or less decides (random weights give nearly flat logits).")
+    x = (t or {}).get("exactness")
+    if x:
+        rows.append(exactness_text(x))
     ll = a.get("llamacpp")
     if ll:
         clear = (f"; {ll['same_top1_clear']} of {ll['clear_positions']} where omnipipe's top-1 "
@@ -537,6 +557,44 @@ def real_table(r, entries):
                 f"{lv.get('version_text', '-')} (CPU backend, n_ubatch {lv.get('n_ubatch', '-')}, "
                 "f16 KV cache, flash attention auto).")
     return "\n".join(rows)
+
+
+def exactness_text(x):
+    """bench/real/hf_agreement.py's figures as a paragraph of the real3b block."""
+    g, f = x.get("greedy", {}), x.get("first_logits", {})
+    out = []
+    g32, f32 = g.get("fp32"), f.get("omnipipe_fp32_vs_transformers_fp32")
+    if g32:
+        out.append(
+            f"At fp32 (both sides once more, same prompt): greedy tokens "
+            f"{'identical' if g32['identical'] else 'DIFFERENT'} ({g32['same_prefix']} of "
+            f"{g32['tokens']} the same from the start; transformers' top-1 led its top-2 by as "
+            f"little as {g32['transformers_top2_gap_min']:.2g} on the way)"
+            + (f"; the first token's logits differ by at most {f32['max_abs_diff']:.2g} (rms "
+               f"{f32['rms_diff']:.2g}; the logits' rms is {f['reference_rms']:.3g})" if f32
+               else "") + ".")
+    runs = x.get("fp32_runs")
+    if runs:
+        o, t = runs["omnipipe"], runs["transformers"]
+        gb = 2**20 / 1e9
+        out.append(f"Those fp32 runs (one each, not alternated) took prefill "
+                   f"{o['prefill_tokens_per_s']:.3g} / decode {o['decode_tokens_per_s']:.3g} "
+                   f"tokens/s and {o['max_rss_mb'] * gb:.1f} GB of peak RSS (omnipipe), "
+                   f"{t['prefill_tokens_per_s']:.3g} / {t['decode_tokens_per_s']:.3g} and "
+                   f"{t['max_rss_mb'] * gb:.1f} GB (transformers).")
+    ob, tb = (f.get("omnipipe_bf16_vs_transformers_fp32"),
+              f.get("transformers_bf16_vs_transformers_fp32"))
+    if ob and tb:
+        self_prefix = g.get("transformers_bf16_vs_fp32_same_prefix")
+        out.append(
+            f"At bf16 each program rounds differently: against transformers' fp32 logits of the "
+            f"first token, omnipipe's bf16 ones are {ob['rms_diff']:.3g} off (rms), transformers' "
+            f"own bf16 ones {tb['rms_diff']:.3g} (ratio {x['bf16_error_ratio']:.2f}); a top-2 gap "
+            "below that is decided by rounding"
+            + (f" (transformers' own bf16 greedy tokens part from its fp32 ones at token "
+               f"{self_prefix + 1})" if self_prefix is not None and g32 and
+               self_prefix < g32["tokens"] else "") + ".")
+    return " ".join(out)
 
 
 def replace_block(text, name, body):

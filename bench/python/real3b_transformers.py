@@ -48,6 +48,11 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--attn-implementation", default="",
+                    help="transformers' attention implementation (eager, sdpa; '': its default)")
+    ap.add_argument("--dump-logits", default="",
+                    help="write each generated step's logits (float32 [steps, vocab], tensor "
+                         "'logits') to this safetensors file")
     ap.add_argument("--compare-ids", default="",
                     help="a JSON file with the 'ids' another program generated for the same "
                          "prompt: where the greedy tokens first differ, report how far apart "
@@ -77,7 +82,10 @@ def main():
     # from_pretrained insists on the speaker file, so the generic loader is called, as the fixture
     # generators do (scripts/fixtures/make_qwen_omni_e2e.py).
     model = PreTrainedModel.from_pretrained.__func__(Qwen2_5OmniForConditionalGeneration,
-                                                     args.model, dtype=dtype)
+                                                     args.model, dtype=dtype,
+                                                     **({"attn_implementation":
+                                                         args.attn_implementation}
+                                                        if args.attn_implementation else {}))
     model.eval()
     thinker = model.thinker
     processor = Qwen2_5OmniProcessor.from_pretrained(args.model)
@@ -164,6 +172,10 @@ def main():
     # there this model's logits say how close its choice and the other program's token were.
     steps = [l[0].float() for l in out.logits]
     top2_gaps = [float(v[0] - v[1]) for v in (step.topk(2).values for step in steps)]
+    if args.dump_logits:
+        from safetensors.torch import save_file
+        save_file({"logits": torch.stack(steps).contiguous()}, args.dump_logits,
+                  metadata={"ids": json.dumps(ids), "dtype": args.dtype})
     divergence = None
     if args.compare_ids:
         with open(args.compare_ids) as f:
@@ -185,6 +197,7 @@ def main():
         "divergence": divergence,
         "audio_in_video": uaiv,
         "dtype": args.dtype,
+        "attn_implementation": thinker.config._attn_implementation,
         "threads": torch.get_num_threads(),
         "load_seconds": load_s,
         "processing_seconds": processing_s,
