@@ -54,6 +54,29 @@ inline void store(const float (&acc)[M][R], const T* bias, int64_t r, int64_t n,
 
 #if OMNI_X86
 
+// ---- AVX512: 4 accumulators of 16 fp32 lanes per row of x.
+#define OMNI_TARGET_AVX512F __attribute__((target("avx512f")))
+
+template <int M>
+OMNI_TARGET_AVX512F inline void zero_lanes(__m512 (&acc)[M][4]) {
+  for (int m = 0; m < M; ++m)
+    for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+}
+
+// Each row's 4 x 16 lanes summed pairwise through memory (GCC 12's _mm512_reduce_add_ps warns from
+// inside its own header, -Wuninitialized on _mm256_undefined_pd).
+template <int M>
+OMNI_TARGET_AVX512F inline void sum_lanes(const __m512 (&acc)[M][4], float (&out)[M][1]) {
+  for (int m = 0; m < M; ++m) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
+                                         _mm512_add_ps(acc[m][2], acc[m][3])));
+    for (int half = 8; half > 0; half /= 2)
+      for (int j = 0; j < half; ++j) lanes[j] += lanes[j + half];
+    out[m][0] = lanes[0];
+  }
+}
+
 // ---- AVX512-BF16: 32 bf16 products per instruction, accumulated in 16 fp32 lanes.
 #define OMNI_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -64,8 +87,7 @@ template <int M>
 OMNI_TARGET_BF16 void dot_avx512bf16(const uint16_t* x, int64_t k, const uint16_t* w,
                                      float (&out)[M][1]) {
   __m512 acc[M][4];
-  for (int m = 0; m < M; ++m)
-    for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+  zero_lanes<M>(acc);
   int64_t i = 0;
   for (; i + 128 <= k; i += 128) {
     __m512bh wv[4];
@@ -84,27 +106,16 @@ OMNI_TARGET_BF16 void dot_avx512bf16(const uint16_t* x, int64_t k, const uint16_
       acc[m][0] =
           _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_maskz_loadu_epi16(mask, x + m * k + i), wv);
   }
-  // The 16 lanes summed pairwise through memory (GCC 12's _mm512_reduce_add_ps warns from inside
-  // its own header, -Wuninitialized on _mm256_undefined_pd).
-  for (int m = 0; m < M; ++m) {
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
-                                         _mm512_add_ps(acc[m][2], acc[m][3])));
-    for (int half = 8; half > 0; half /= 2)
-      for (int j = 0; j < half; ++j) lanes[j] += lanes[j + half];
-    out[m][0] = lanes[0];
-  }
+  sum_lanes<M>(acc, out);
 }
 
 // ---- AVX512F, fp32 weights: the same one-stream shape, 16 fp32 products per instruction.
-#define OMNI_TARGET_AVX512F __attribute__((target("avx512f")))
 
 template <int M>
 OMNI_TARGET_AVX512F void dot_avx512f(const float* x, int64_t k, const float* w,
                                      float (&out)[M][1]) {
   __m512 acc[M][4];
-  for (int m = 0; m < M; ++m)
-    for (int u = 0; u < 4; ++u) acc[m][u] = _mm512_setzero_ps();
+  zero_lanes<M>(acc);
   int64_t i = 0;
   for (; i + 64 <= k; i += 64) {
     __m512 wv[4];
@@ -120,14 +131,7 @@ OMNI_TARGET_AVX512F void dot_avx512f(const float* x, int64_t k, const float* w,
     for (int m = 0; m < M; ++m)
       acc[m][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + m * k + i), wv, acc[m][0]);
   }
-  for (int m = 0; m < M; ++m) {
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
-                                         _mm512_add_ps(acc[m][2], acc[m][3])));
-    for (int half = 8; half > 0; half /= 2)
-      for (int j = 0; j < half; ++j) lanes[j] += lanes[j + half];
-    out[m][0] = lanes[0];
-  }
+  sum_lanes<M>(acc, out);
 }
 
 // ---- AVX2 + FMA: 8 weights per step, bf16 ones widened to fp32 (a 16-bit shift); x is given in
