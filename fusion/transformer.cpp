@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "modalities/common/attention.h"
+#include "modalities/common/gemv.h"
 
 namespace omni {
 
@@ -166,7 +167,7 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   at::Tensor q, k, v;
   if (fw) {
     // One matmul for q|k|v, and one rotary pass over the q and k heads together.
-    const at::Tensor qkv = at::linear(h, fw->qkv).view({B, L, H + 2 * KV, D});
+    const at::Tensor qkv = omni::linear(h, fw->qkv).view({B, L, H + 2 * KV, D});
     at::Tensor ch, sh;
     if (head_tables) {
       ch = head_tables->first;
@@ -204,12 +205,14 @@ at::Tensor FusionBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   const bool causal = !attend.defined();
   at::Tensor a = explicit_attention ? attention_explicit(q, k, v, attend, causal)
                                     : attention(q, k, v, attend, causal);
-  at::Tensor out = x + o_proj(a.transpose(1, 2).reshape({B, L, H * D}));
+  at::Tensor out =
+      x + omni::linear(a.transpose(1, 2).reshape({B, L, H * D}), o_proj->weight, o_proj->bias);
   at::Tensor m = mlp_norm(out);
   if (fw) {
     const int64_t f = options.ffn_hidden();
-    const at::Tensor gu = at::linear(m, fw->gate_up);
-    return out + down_proj(at::silu(gu.narrow(-1, 0, f)) * gu.narrow(-1, f, f));
+    const at::Tensor gu = omni::linear(m, fw->gate_up);
+    return out + omni::linear(at::silu(gu.narrow(-1, 0, f)) * gu.narrow(-1, f, f),
+                              down_proj->weight, down_proj->bias);
   }
   return out + down_proj(at::silu(gate_proj(m)) * up_proj(m));
 }
@@ -241,7 +244,7 @@ at::Tensor FusionTransformerImpl::embed_ids(const at::Tensor& ids) {
 }
 
 at::Tensor FusionTransformerImpl::lm_logits(const at::Tensor& hidden) {
-  return at::linear(hidden, tok_embeddings->weight);
+  return omni::linear(hidden, tok_embeddings->weight);
 }
 
 at::Tensor FusionTransformerImpl::forward(const at::Tensor& embeds, const at::Tensor& positions,
