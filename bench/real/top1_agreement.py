@@ -17,6 +17,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
+from hf_agreement import common_prefix
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -37,11 +39,7 @@ def main():
     same = [a == b for a, b in zip(ours_top1, llama["argmax"])]
     clear = [s for s, g in zip(same, gap) if g > 0.05]
     greedy_ours, greedy_llama = ours["ids"], llama["greedy"]
-    prefix = 0
-    for a, b in zip(greedy_ours, greedy_llama):
-        if a != b:
-            break
-        prefix += 1
+    prefix = common_prefix(greedy_ours, greedy_llama)
     print(json.dumps({
         "positions": n, "same_top1": sum(same), "top1_agreement": sum(same) / n,
         "clear_positions": len(clear), "same_top1_clear": sum(clear),
