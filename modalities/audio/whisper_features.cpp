@@ -46,6 +46,13 @@ void WhisperFeatureOptions::validate() const {
   if (chunk_length <= 0 || max_length < 0) {
     throw ConfigError("whisper features: chunk_length must be positive and max_length >= 0");
   }
+  // The window is allocated whole (padded to it): a file's chunk_length is held to an hour.
+  if (chunk_length > kWhisperMaxChunkSeconds ||
+      max_length > int64_t{kWhisperMaxChunkSeconds} * kWhisperSampleRate) {
+    throw ConfigError("whisper features: chunk_length " + std::to_string(chunk_length) +
+                      " s / max_length " + std::to_string(max_length) + " samples exceed the " +
+                      std::to_string(kWhisperMaxChunkSeconds) + " s this reader allows");
+  }
   if (padding == WhisperPadding::kMaxLength && target_length() <= kWhisperNFft / 2) {
     throw ConfigError("whisper features: a padded window of " + std::to_string(target_length()) +
                       " samples is too short");
@@ -54,12 +61,11 @@ void WhisperFeatureOptions::validate() const {
 
 WhisperFeatureOptions WhisperFeatureOptions::from_config(const nlohmann::json& cfg) {
   WhisperFeatureOptions o;
-  int64_t v = 0;
-  if (config_int(cfg, "feature_size", v)) o.feature_size = static_cast<int>(v);
-  if (config_int(cfg, "sampling_rate", v)) o.sampling_rate = static_cast<int>(v);
-  if (config_int(cfg, "hop_length", v)) o.hop_length = static_cast<int>(v);
-  if (config_int(cfg, "n_fft", v)) o.n_fft = static_cast<int>(v);
-  if (config_int(cfg, "chunk_length", v)) o.chunk_length = static_cast<int>(v);
+  config_int(cfg, "feature_size", o.feature_size);
+  config_int(cfg, "sampling_rate", o.sampling_rate);
+  config_int(cfg, "hop_length", o.hop_length);
+  config_int(cfg, "n_fft", o.n_fft);
+  config_int(cfg, "chunk_length", o.chunk_length);
   // The extractor recomputes n_samples = chunk_length * sampling_rate in __init__; a stored
   // n_samples that disagrees is ignored there, and here.
   double pad = 0;

@@ -17,6 +17,11 @@ enum class WhisperPadding {
   kDoNotPad,
 };
 
+// The longest window a config may ask for (chunk_length, or max_length in samples): the padded
+// window is allocated whole, an hour at 16 kHz is 230 MB of floats (Whisper uses 30 s,
+// Qwen2.5-Omni 300 s).
+inline constexpr int kWhisperMaxChunkSeconds = 3600;
+
 struct WhisperFeatureOptions {
   int feature_size = 128;  // mel bins (Qwen2-Audio / Qwen2.5-Omni use 128; Whisper 80)
   int sampling_rate = 16000;
@@ -31,7 +36,7 @@ struct WhisperFeatureOptions {
   int64_t n_samples() const { return static_cast<int64_t>(chunk_length) * sampling_rate; }
   int64_t target_length() const { return max_length > 0 ? max_length : n_samples(); }
   // Throws ConfigError for values the Whisper front end here cannot honour (it is built for
-  // 16 kHz, n_fft 400, hop 160; 80 or 128 mels).
+  // 16 kHz, n_fft 400, hop 160; 80 or 128 mels) and windows over kWhisperMaxChunkSeconds.
   void validate() const;
   // From a preprocessor_config.json object (feature extractor keys: feature_size, sampling_rate,
   // hop_length, n_fft, chunk_length, n_samples, padding_value; dither and do_normalize must be

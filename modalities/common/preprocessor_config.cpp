@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -47,14 +48,30 @@ const nlohmann::json* lookup(const nlohmann::json& cfg, const char* key) {
 bool config_int(const nlohmann::json& cfg, const char* key, int64_t& out) {
   const nlohmann::json* v = lookup(cfg, key);
   if (v == nullptr) return false;
-  if (v->is_number_integer()) {
+  if (v->is_number_unsigned()) {
+    if (v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      bad(key, "an integer below 2^63", *v);
+    out = static_cast<int64_t>(v->get<uint64_t>());
+  } else if (v->is_number_integer()) {
     out = v->get<int64_t>();
-  } else if (v->is_number_float() &&
-             v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>()))) {
-    out = static_cast<int64_t>(v->get<double>());
+  } else if (v->is_number_float()) {
+    // Range first: converting a double outside int64's range is undefined behaviour.
+    const double d = v->get<double>();
+    if (!(d >= -9.2e18 && d <= 9.2e18) || d != static_cast<double>(static_cast<int64_t>(d)))
+      bad(key, "an integer", *v);
+    out = static_cast<int64_t>(d);
   } else {
     bad(key, "an integer", *v);
   }
+  return true;
+}
+
+bool config_int(const nlohmann::json& cfg, const char* key, int& out) {
+  int64_t v = 0;
+  if (!config_int(cfg, key, v)) return false;
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+    bad(key, "an integer of 32 bits", cfg.at(key));
+  out = static_cast<int>(v);
   return true;
 }
 

@@ -13,8 +13,10 @@ namespace omni {
 nlohmann::json read_preprocessor_config(const std::string& path);
 
 // Typed lookups with errors that name the key and what was found (ConfigError). Absent or null
-// keys leave `out` untouched and return false.
+// keys leave `out` untouched and return false. An integer may be written as a float with no
+// fraction (14.0); one that does not fit the destination is an error, never a wrapped value.
 bool config_int(const nlohmann::json& cfg, const char* key, int64_t& out);
+bool config_int(const nlohmann::json& cfg, const char* key, int& out);
 bool config_number(const nlohmann::json& cfg, const char* key, double& out);
 bool config_bool(const nlohmann::json& cfg, const char* key, bool& out);
 

@@ -30,6 +30,16 @@ const char* preprocess_mode_name(PreprocessMode m) {
   return "?";
 }
 
+void check_resized_pixels(const char* who, int64_t height, int64_t width) {
+  // Sides up to 2^31 each: the product cannot overflow.
+  if (height * width > kMaxResizedPixels) {
+    throw InputError(std::string(who) + ": the resized picture would be " + std::to_string(width) +
+                     "x" + std::to_string(height) + ", over the " +
+                     std::to_string(kMaxResizedPixels) +
+                     " pixels this reader allows (check min_pixels / the size option)");
+  }
+}
+
 PreprocessOptions PreprocessOptions::defaults_for(PreprocessMode mode) {
   PreprocessOptions o;
   o.mode = mode;
@@ -55,6 +65,7 @@ std::pair<int, int> smart_resize_sides(int height, int width, int factor, int64_
     h = static_cast<int64_t>(std::ceil(height * beta / f)) * factor;
     w = static_cast<int64_t>(std::ceil(width * beta / f)) * factor;
   }
+  check_resized_pixels("smart_resize", h, w);
   return {static_cast<int>(h), static_cast<int>(w)};
 }
 
@@ -79,10 +90,13 @@ std::pair<int, int> preprocess_resize_size(int height, int width, const Preproce
     case PreprocessMode::kClip: {
       // HF get_resize_output_image_size(default_to_square=False): the long side is truncated.
       const int short_side = std::min(height, width), long_side = std::max(height, width);
-      const int new_long = static_cast<int>(static_cast<int64_t>(o.size) * long_side / short_side);
+      const int64_t new_long_64 = static_cast<int64_t>(o.size) * long_side / short_side;
+      check_resized_pixels("image preprocessing", new_long_64, o.size);
+      const int new_long = static_cast<int>(new_long_64);
       return width <= height ? std::pair{new_long, o.size} : std::pair{o.size, new_long};
     }
     case PreprocessMode::kSiglip:
+      check_resized_pixels("image preprocessing", o.size, o.size);
       return {o.size, o.size};
     case PreprocessMode::kQwen:
       return smart_resize(height, width, o.factor, o.min_pixels, o.max_pixels);

@@ -19,6 +19,13 @@ enum class PreprocessMode {
 PreprocessMode preprocess_mode_from_name(const std::string& name);  // throws ConfigError
 const char* preprocess_mode_name(PreprocessMode m);
 
+// The most pixels a resize may produce (as many as the image readers decode, kMaxImagePixels):
+// pixel bounds from a config file, or a sliver of an image scaled up to a side, end with an
+// InputError before the picture is allocated.
+inline constexpr int64_t kMaxResizedPixels = int64_t{1} << 26;
+// Throws InputError naming `who` when a height x width result is over kMaxResizedPixels.
+void check_resized_pixels(const char* who, int64_t height, int64_t width);
+
 inline constexpr std::array<float, 3> kClipMean = {0.48145466f, 0.4578275f, 0.40821073f};
 inline constexpr std::array<float, 3> kClipStd = {0.26862954f, 0.26130258f, 0.27577711f};
 

@@ -64,6 +64,7 @@ std::pair<int, int> utils_smart_resize(int height, int width, int factor, double
                      size_str(static_cast<int>(w), static_cast<int>(h)) +
                      " under the pixel budget (raise max_pixels / total_pixels)");
   }
+  check_resized_pixels("qwen video resize", h, w);
   return {static_cast<int>(h), static_cast<int>(w)};
 }
 
@@ -119,25 +120,40 @@ void QwenVisionOptions::validate() const {
     throw ConfigError(
         "qwen vision: patch_size, temporal_patch_size and merge_size must be positive");
   }
+  // Caps for sizes read from a file (Qwen uses 14, 2 and 2): a patch's values and a merged cell
+  // stay small, and factor() cannot overflow.
+  if (patch_size > kMaxPatchSize || temporal_patch_size > kMaxMergeSize ||
+      merge_size > kMaxMergeSize) {
+    throw ConfigError("qwen vision: patch_size " + std::to_string(patch_size) +
+                      ", temporal_patch_size " + std::to_string(temporal_patch_size) +
+                      " and merge_size " + std::to_string(merge_size) + " must be at most " +
+                      std::to_string(kMaxPatchSize) + ", " + std::to_string(kMaxMergeSize) +
+                      " and " + std::to_string(kMaxMergeSize));
+  }
   if (min_pixels <= 0 || max_pixels < min_pixels) {
     throw ConfigError("qwen vision: need 0 < min_pixels <= max_pixels, got " +
                       std::to_string(min_pixels) + " and " + std::to_string(max_pixels));
+  }
+  // min_pixels enlarges small pictures up to it: held to what a resize may produce.
+  if (min_pixels > kMaxResizedPixels) {
+    throw ConfigError("qwen vision: min_pixels " + std::to_string(min_pixels) + " is over the " +
+                      std::to_string(kMaxResizedPixels) + " pixels a resize may produce");
   }
   for (int c = 0; c < 3; ++c) {
     if (!(std[c] != 0.0) || !std::isfinite(std[c]) || !std::isfinite(mean[c])) {
       throw ConfigError("qwen vision: image_std must be finite and non-zero");
     }
   }
-  if (!(rescale_factor > 0.0)) throw ConfigError("qwen vision: rescale_factor must be positive");
+  if (!(rescale_factor > 0.0) || !std::isfinite(rescale_factor))
+    throw ConfigError("qwen vision: rescale_factor must be positive and finite");
 }
 
 namespace {
 
 void read_vision_keys(const nlohmann::json& cfg, QwenVisionOptions& o) {
-  int64_t v = 0;
-  if (config_int(cfg, "patch_size", v)) o.patch_size = static_cast<int>(v);
-  if (config_int(cfg, "temporal_patch_size", v)) o.temporal_patch_size = static_cast<int>(v);
-  if (config_int(cfg, "merge_size", v)) o.merge_size = static_cast<int>(v);
+  config_int(cfg, "patch_size", o.patch_size);
+  config_int(cfg, "temporal_patch_size", o.temporal_patch_size);
+  config_int(cfg, "merge_size", o.merge_size);
   // transformers 5 writes size.{shortest,longest}_edge; older files min_pixels / max_pixels (which
   // win, as in the processors' __init__).
   if (auto it = cfg.find("size"); it != cfg.end() && it->is_object()) {
@@ -217,10 +233,10 @@ QwenVideoOptions QwenVideoOptions::from_config(const nlohmann::json& cfg) {
   }
   p.resample = QwenResample::kTorchvision;
   o.processor = p;
-  int64_t v = 0;
-  if (config_int(cfg, "min_frames", v)) o.min_frames = static_cast<int>(v);
-  if (config_int(cfg, "max_frames", v)) o.max_frames = static_cast<int>(v);
-  config_number(cfg, "fps", o.fps);
+  config_int(cfg, "min_frames", o.min_frames);
+  config_int(cfg, "max_frames", o.max_frames);
+  if (config_number(cfg, "fps", o.fps) && !(o.fps > 0 && std::isfinite(o.fps)))
+    throw ConfigError("qwen video: fps must be positive and finite, got " + std::to_string(o.fps));
   return o;
 }
 

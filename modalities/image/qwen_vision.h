@@ -31,6 +31,11 @@ enum class QwenResample {
   kTorchvisionFloat,
 };
 
+// Caps on the processor's sizes when they come from a file (Qwen2-VL and Qwen2.5-Omni use patch
+// 14, temporal patch 2, merge 2); pixel bounds are held to kMaxResizedPixels (preprocess.h).
+inline constexpr int kMaxPatchSize = 1024;
+inline constexpr int kMaxMergeSize = 64;
+
 struct QwenVisionOptions {
   int patch_size = 14;
   int temporal_patch_size = 2;
@@ -44,7 +49,8 @@ struct QwenVisionOptions {
   QwenResample resample = QwenResample::kPil;
 
   int factor() const { return patch_size * merge_size; }
-  // Throws ConfigError for non-positive sizes, min_pixels > max_pixels or a zero std.
+  // Throws ConfigError for non-positive sizes or sizes over the caps above, min_pixels >
+  // max_pixels or over kMaxResizedPixels, a zero std.
   void validate() const;
   // Options from a preprocessor_config.json object (image processor keys: patch_size,
   // temporal_patch_size, merge_size, min_pixels / max_pixels or size.{shortest,longest}_edge,

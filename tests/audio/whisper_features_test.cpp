@@ -151,6 +151,15 @@ TEST(WhisperFeatures, BadInputAndConfig) {
                ConfigError);
   EXPECT_THROW(WhisperFeatureOptions::from_config(nlohmann::json{{"feature_size", "128"}}),
                ConfigError);
+  // A window is allocated whole: a file's chunk_length is held to kWhisperMaxChunkSeconds (2^31-1
+  // seconds ended in std::bad_alloc), and 2^32 + 300 is not read as 300.
+  EXPECT_THROW(WhisperFeatureOptions::from_config(nlohmann::json{{"chunk_length", 2147483647}}),
+               ConfigError);
+  EXPECT_THROW(WhisperFeatureOptions::from_config(
+                   nlohmann::json{{"chunk_length", (int64_t{1} << 32) + 300}}),
+               ConfigError);
+  EXPECT_EQ(WhisperFeatureOptions::from_config(nlohmann::json{{"chunk_length", 3600}}).chunk_length,
+            3600);
   const WhisperFeatureOptions c = WhisperFeatureOptions::from_config(nlohmann::json::parse(
       R"({"feature_size": 128, "chunk_length": 300, "n_samples": 4800000, "hop_length": 160,
           "n_fft": 400, "sampling_rate": 16000, "padding_value": 0.0, "dither": 0.0})"));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "modalities/image/preprocess.h"
 #include "modalities/image/qwen_vision.h"
 #include "modalities/media/media_reader.h"
 
@@ -156,6 +157,34 @@ TEST(QwenImageProcessor, BadInputAndConfig) {
                ConfigError);
   std::vector<float> f(3 * 30 * 28);
   EXPECT_THROW(qwen_patchify(f.data(), 1, 30, 28, o), InputError);  // not a multiple of 28
+}
+
+TEST(QwenImageProcessor, HostileConfigSizesAreRefused) {
+  // Sizes from a preprocessor_config.json are checked before anything is sized by them: no
+  // wrapped 32-bit value, no undefined double -> integer conversion, no picture of what min_pixels
+  // claims (10^12 pixels made ask_clip allocate until std::bad_alloc).
+  using J = nlohmann::json;
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"patch_size", (int64_t{1} << 32) + 14}}),
+               ConfigError);  // was read as 14
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"patch_size", 1e300}}), ConfigError);
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"patch_size", 18446744073709551615ull}}),
+               ConfigError);
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"patch_size", 4096}}), ConfigError);
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"merge_size", 1000}}), ConfigError);
+  EXPECT_THROW(QwenVisionOptions::from_config(J{{"min_pixels", 1000000000000}}), ConfigError);
+  EXPECT_THROW(QwenVideoOptions::from_config(J{{"min_frames", int64_t{1} << 40}}), ConfigError);
+  EXPECT_EQ(QwenVisionOptions::from_config(J{{"patch_size", 14.0}}).patch_size, 14);
+  // Within the caps, a resize may still not produce more than kMaxResizedPixels: the largest
+  // factor (1024 x 64) rounds a small picture up to 65536 x 65536.
+  QwenVisionOptions big;
+  big.patch_size = 1024;
+  big.merge_size = 64;
+  EXPECT_THROW(qwen_image_size(100, 100, big), InputError);
+  EXPECT_THROW(smart_resize(28, 28, 28, int64_t{1} << 40, int64_t{1} << 41), InputError);
+  // CLIP's resize scales the short side to `size`: a 2000 x 1 sliver would become 448000 x 224.
+  const PreprocessOptions clip = PreprocessOptions::defaults_for(PreprocessMode::kClip);
+  EXPECT_THROW(preprocess_resize_size(1, 2000, clip), InputError);
+  EXPECT_EQ(preprocess_resize_size(1, 200, clip), (std::pair<int, int>{224, 44800}));
 }
 
 TEST(QwenImageProcessor, OptionsFromPreprocessorConfig) {
