@@ -15,6 +15,13 @@
 
 namespace omni {
 
+// The largest size a model config may give a dimension (width, vocabulary, depth, heads): 2^24,
+// far above any published model (the widest are 2^14-2^16 wide, the largest vocabularies about
+// 2^18) and low enough that the product of two sizes cannot overflow. The towers' options hold
+// their configs to it; Thinker::open then checks the sizes against the checkpoint's tensor shapes
+// before it builds anything.
+inline constexpr int64_t kMaxConfigDimension = int64_t{1} << 24;
+
 // How one model family's hub tensor names become our module names: the single table lives in
 // checkpoint.cpp (model_families()). A hub name is processed as: a name under an `unused` prefix
 // is skipped (and listed); else the first matching `strip` prefix is removed; then the first

@@ -11,6 +11,7 @@
 #include "modalities/audio/audio_encoder.h"
 #include "modalities/audio/whisper_features.h"
 #include "modalities/common/attention.h"
+#include "modalities/common/checkpoint_config.h"
 
 namespace omni::qwen {
 namespace {
@@ -41,6 +42,20 @@ void AudioTowerOptions::validate() const {
   if (n_window() <= 0 || n_window() > max_source_positions())
     os << " n_window " << n_window() << " not in [1, max_source_positions "
        << max_source_positions() << "];";
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"num_mel_bins", num_mel_bins()},
+                         {"d_model", d_model()},
+                         {"encoder_layers", encoder_layers()},
+                         {"encoder_attention_heads", encoder_attention_heads()},
+                         {"encoder_ffn_dim", encoder_ffn_dim()},
+                         {"output_dim", output_dim()}})
+    if (v > kMaxConfigDimension)
+      os << " " << name << " " << v << " over " << kMaxConfigDimension << ";";
+  // The position table is computed, not loaded (max_source_positions x d_model floats): held to
+  // 2^16 positions and 2^27 values, 512 MB (Qwen2.5-Omni: 1500 x 1280).
+  if (max_source_positions() > (int64_t{1} << 16) ||
+      (d_model() > 0 && max_source_positions() > (int64_t{1} << 27) / d_model()))
+    os << " max_source_positions " << max_source_positions() << " x d_model " << d_model()
+       << " over 2^16 positions or 2^27 values;";
   const std::string problems = os.str();
   if (!problems.empty()) throw ConfigError("Qwen2.5-Omni audio tower:" + problems);
 }

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "modalities/common/attention.h"
+#include "modalities/common/checkpoint_config.h"
 #include "modalities/common/gemv.h"
 
 namespace omni::qwen {
@@ -72,6 +73,16 @@ void TextModelOptions::validate() const {
     bad_config(
         "vocab_size, hidden_size, intermediate_size, num_attention_heads and "
         "num_key_value_heads must be positive, num_hidden_layers >= 0");
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"vocab_size", vocab_size},
+                         {"hidden_size", hidden_size},
+                         {"intermediate_size", intermediate_size},
+                         {"num_hidden_layers", num_hidden_layers},
+                         {"num_attention_heads", num_attention_heads},
+                         {"num_key_value_heads", num_key_value_heads},
+                         {"head_dim", head_dim}})
+    if (v > kMaxConfigDimension)
+      bad_config(std::string(name) + " " + std::to_string(v) + " is over the " +
+                 std::to_string(kMaxConfigDimension) + " a config may give a size");
   if (head_dim == 0 && hidden_size % num_attention_heads != 0)
     bad_config("hidden_size " + std::to_string(hidden_size) + " is not a multiple of " +
                "num_attention_heads " + std::to_string(num_attention_heads));

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -119,6 +122,65 @@ at::ScalarType thinker_dtype(const std::string& text, const at::Device& device) 
   throw ConfigError("unknown dtype '" + text + "' (expected fp32, bf16 or fp16)");
 }
 
+// A tower's config sizes decide what its modules allocate before any weight is read (the
+// convolutions and norms even initialise theirs), so each size is first held against the shape of
+// a tensor the checkpoint has, whose header was checked against its shard's bytes: a config that
+// claims a bigger model than its weights gets a clear error, never an allocation of what it
+// claims. The last layer's tensors stand for the layer count. load_module checks every shape later.
+using ShapeClaims = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void check_sizes_against_weights(const Checkpoint& ck, const std::string& tower,
+                                 const ShapeClaims& claims) {
+  for (const auto& [name, shape] : claims) {
+    if (!ck.contains(name))
+      throw InputError(ck.dir() + ": the " + tower + " config's sizes need a tensor " + name +
+                       " of shape " + shape_str(shape) + ", which the checkpoint does not have");
+    const TensorInfo info = ck.info(name);
+    if (info.shape != shape)
+      throw InputError(ck.dir() + ": the " + tower + " config's sizes need " + info.hub_name +
+                       " to be " + shape_str(shape) + ", the checkpoint's is " +
+                       shape_str(info.shape) + " (config.json does not match the weights)");
+  }
+}
+
+ShapeClaims text_claims(const TextModelOptions& o) {
+  ShapeClaims c{{"text.embed_tokens.weight", {o.vocab_size, o.hidden_size}}};
+  if (o.num_hidden_layers > 0) {
+    const std::string l = "text.layers." + std::to_string(o.num_hidden_layers - 1) + ".";
+    const int64_t hd = o.resolved_head_dim();
+    c.push_back({l + "self_attn.q_proj.weight", {o.num_attention_heads * hd, o.hidden_size}});
+    c.push_back({l + "self_attn.k_proj.weight", {o.num_key_value_heads * hd, o.hidden_size}});
+    c.push_back({l + "mlp.gate_proj.weight", {o.intermediate_size, o.hidden_size}});
+  }
+  return c;
+}
+
+ShapeClaims vision_claims(const VisionTowerOptions& o) {
+  ShapeClaims c{
+      {"vision.patch_embed.proj.weight",
+       {o.hidden_size, o.in_channels, o.temporal_patch_size, o.patch_size, o.patch_size}},
+      {"vision.merger.mlp.2.weight", {o.out_hidden_size, o.hidden_size * o.merge_unit()}}};
+  if (o.depth > 0)
+    c.push_back({"vision.blocks." + std::to_string(o.depth - 1) + ".mlp.gate_proj.weight",
+                 {o.intermediate_size, o.hidden_size}});
+  return c;
+}
+
+ShapeClaims audio_claims(const AudioTowerOptions& o) {
+  ShapeClaims c{{"audio.conv1.weight", {o.d_model(), o.num_mel_bins(), 3}},
+                {"audio.proj.weight", {o.output_dim(), o.d_model()}}};
+  if (o.encoder_layers() > 0)
+    c.push_back({"audio.layers." + std::to_string(o.encoder_layers() - 1) + ".fc1.weight",
+                 {o.encoder_ffn_dim(), o.d_model()}});
+  return c;
+}
+
 template <class M>
 void load_module(M& m, const Checkpoint& ck, const std::string& prefix, const at::Device& device,
                  at::ScalarType dtype, bool map_weights, LoadReport& total) {
@@ -150,7 +212,9 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
     if (auto a = cfg.find("architectures"); a != cfg.end() && a->is_array())
       for (const auto& x : *a)
         if (x.is_string()) names.push_back(x.get<std::string>());
-    const std::string mt = cfg.value("model_type", "");
+    const auto mt_it = cfg.find("model_type");
+    const std::string mt =
+        mt_it != cfg.end() && mt_it->is_string() ? mt_it->get<std::string>() : std::string();
     bool known = false;
     for (const auto& fam : model_families()) {
       if (!supported_family(fam.name)) continue;
@@ -202,16 +266,21 @@ std::unique_ptr<Thinker> Thinker::open(const std::string& dir, const ThinkerOpti
   DeferredInitGuard deferred(at::TensorOptions().dtype(m.dtype).device(m.device));
   try {
     if (o.vision) {
-      m.vision = VisionTower(VisionTowerOptions::from_config(*ck.tower_config("vision")));
+      const auto vo = VisionTowerOptions::from_config(*ck.tower_config("vision"));
+      check_sizes_against_weights(ck, "vision", vision_claims(vo));
+      m.vision = VisionTower(vo);
       load_module(m.vision, ck, "vision.", m.device, m.dtype, o.map_weights, m.loaded);
     }
     if (o.audio) {
-      m.audio = AudioTower(AudioTowerOptions::from_config(*ck.tower_config("audio")));
+      const auto ao = AudioTowerOptions::from_config(*ck.tower_config("audio"));
+      check_sizes_against_weights(ck, "audio", audio_claims(ao));
+      m.audio = AudioTower(ao);
       load_module(m.audio, ck, "audio.", m.device, m.dtype, o.map_weights, m.loaded);
     }
     if (o.text) {
       // Built part by part in the target dtype and device (never the whole model in fp32).
       TextModelOptions to = TextModelOptions::from_config(*ck.tower_config("text"));
+      check_sizes_against_weights(ck, "text", text_claims(to));
       to.dtype = m.dtype;
       to.device = m.device;
       m.text = TextModel(to);

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "modalities/common/attention.h"
+#include "modalities/common/checkpoint_config.h"
 
 namespace omni::qwen {
 namespace {
@@ -60,7 +61,16 @@ void VisionTowerOptions::validate() const {
                          {"window_size", window_size},
                          {"out_hidden_size", out_hidden_size}}) {
     if (v <= 0) fail(std::string(name) + " must be positive, got " + std::to_string(v));
+    if (v > kMaxConfigDimension)
+      fail(std::string(name) + " " + std::to_string(v) + " is over the " +
+           std::to_string(kMaxConfigDimension) + " a config may give a size");
   }
+  // A patch's values (in_channels * temporal_patch_size * patch_size^2) and a merged cell stay
+  // far from overflowing (Qwen2.5-Omni: 3, 2, 14 and 2).
+  if (in_channels > 16 || temporal_patch_size > 64 || patch_size > 1024 || spatial_merge_size > 64)
+    fail(
+        "in_channels, temporal_patch_size, patch_size and spatial_merge_size must be at most 16, "
+        "64, 1024 and 64");
   if (hidden_size % num_heads != 0)
     fail("hidden_size " + std::to_string(hidden_size) + " is not a multiple of num_heads " +
          std::to_string(num_heads));

@@ -9,9 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -177,6 +180,72 @@ TEST(ThinkerErrors, ClearMessages) {
   omni::qwen::PromptOptions po;
   po.media.audio_in_video = true;
   EXPECT_THROW(thinker().prepare(kDir + "/video.mp4", "What?", po), omni::InputError);
+}
+
+// A copy of the e2e directory (its other files linked) whose config.json is `edit`ed.
+fs::path with_config(const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  const fs::path d = fs::temp_directory_path() / ("qwen_thinker_test_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  for (const auto& e : fs::directory_iterator(kDir))
+    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), d / e.path().filename());
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(kDir + "/config.json"));
+  edit(cfg);
+  std::ofstream(d / "config.json") << cfg.dump();
+  return d;
+}
+
+TEST(ThinkerErrors, ConfigSizesBeyondTheWeightsAreRefusedBeforeBuilding) {
+  // A config.json that claims a bigger model than its weights: before this check the vision case
+  // peaked at 4.7 GB of RSS and the audio one at 1.7 GB (modules built, some initialised, before
+  // any weight was compared); now each is a clear error naming the key or the tensor.
+  struct Hostile {
+    const char* name;
+    std::function<void(nlohmann::json&)> edit;
+    const char* says;
+  };
+  const std::vector<Hostile> cases = {
+      {"vision_hidden",
+       [](nlohmann::json& c) {
+         c["thinker_config"]["vision_config"]["hidden_size"] = 1000000;
+         c["thinker_config"]["vision_config"]["intermediate_size"] = 10000000;
+       },
+       "the vision config's sizes need"},
+      {"audio_width",
+       [](nlohmann::json& c) { c["thinker_config"]["audio_config"]["d_model"] = 4096; },
+       "the audio config's sizes need"},
+      {"audio_positions",
+       [](nlohmann::json& c) {
+         c["thinker_config"]["audio_config"]["max_source_positions"] = 1 << 30;
+       },
+       "max_source_positions"},
+      {"text_layers",
+       [](nlohmann::json& c) { c["thinker_config"]["text_config"]["num_hidden_layers"] = 1000000; },
+       "text.layers.999999.self_attn.q_proj.weight"},
+      {"text_vocab",
+       [](nlohmann::json& c) { c["thinker_config"]["text_config"]["vocab_size"] = 1 << 24; },
+       "the checkpoint's is [1024, 32]"},
+      {"text_head_dim",
+       [](nlohmann::json& c) { c["thinker_config"]["text_config"]["head_dim"] = int64_t{1} << 40; },
+       "head_dim 1099511627776 is over"},
+  };
+  for (const Hostile& h : cases) {
+    const fs::path d = with_config(h.name, h.edit);
+    try {
+      Thinker::open(d.string());
+      ADD_FAILURE() << h.name << ": opened";
+    } catch (const omni::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(h.says), std::string::npos)
+          << h.name << ": " << e.what();
+    } catch (const omni::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(h.says), std::string::npos)
+          << h.name << ": " << e.what();
+    }
+    fs::remove_all(d);
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  EXPECT_LT(ru.ru_maxrss, 1024 * 1024) << "peak RSS " << ru.ru_maxrss << " KB";
 }
 
 }  // namespace
