@@ -6,7 +6,7 @@ set -euo pipefail
 out=${1:?usage: fuzz/make_seeds.sh OUT_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-for t in graph_yaml manifest chat_template tokenizer safetensors checkpoint media wav image; do
+for t in graph_yaml manifest chat_template tokenizer safetensors checkpoint preprocessor media wav image; do
   mkdir -p "$out/fuzz_$t"
 done
 
@@ -54,6 +54,26 @@ done
 for f in tests/fixtures/text/gpt2_tokenizer.json tests/fixtures/text/qwen2_tokenizer.json; do
   { cat "$f"; printf '\0\0%b' "$text"; } >"$out/fuzz_tokenizer/$(basename "$f" .json)"
 done
+
+# Processor configs: PREPROCESSOR_CONFIG.JSON \0 height, width, frames, samples (uint32 LE): the
+# real Qwen2.5-Omni file of the e2e fixture, a transformers 5 image + video processor file, a PIL
+# one without resize.
+python3 - "$out/fuzz_preprocessor" <<'PY'
+import json, pathlib, struct, sys
+out = pathlib.Path(sys.argv[1])
+real = pathlib.Path("tests/fixtures/hf/qwen2_5_omni_e2e/preprocessor_config.json").read_bytes()
+v5 = {"image_processor_type": "Qwen2VLImageProcessorFast", "video_processor_type": "Qwen2VLVideoProcessor",
+      "size": {"shortest_edge": 3136, "longest_edge": 12845056}, "patch_size": 14,
+      "temporal_patch_size": 2, "merge_size": 2, "min_frames": 4, "max_frames": 768, "fps": 2.0,
+      "image_mean": [0.5, 0.5, 0.5], "image_std": 0.5, "rescale_factor": 0.00392156862745098,
+      "feature_size": 80, "chunk_length": 30.0, "padding_value": 0.0}
+pil = {"image_processor_type": "Qwen2VLImageProcessorPil", "do_resize": False, "min_pixels": 784,
+       "max_pixels": 1003520, "do_normalize": True, "dither": 0.0}
+for name, cfg, dims in [("qwen2_5_omni", real, (480, 640, 250, 48000)),
+                        ("transformers5", json.dumps(v5).encode(), (1080, 1920, 3000, 160000)),
+                        ("pil_no_resize", json.dumps(pil).encode(), (56, 84, 7, 10))]:
+    (out / name).write_bytes(cfg + b"\0" + struct.pack("<4I", *dims))
+PY
 
 # safetensors: the fixtures, and shards cut to their header plus a few tensors.
 cp tests/fixtures/fusion/python_written.safetensors "$out/fuzz_safetensors/"
