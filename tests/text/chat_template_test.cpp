@@ -267,6 +267,9 @@ TEST(Jinja, LimitsAreClearErrors) {
       error_of("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").find("holding itself"),
       std::string::npos);
   EXPECT_NE(error_of("{{ [1, 2] * 9223372036854775807 }}").find("limit"), std::string::npos);
+  // an empty string or list repeated any number of times is empty, at once (this ran for ever)
+  EXPECT_EQ(R("[{{ '' * 9223372036854775807 }}]{{ ([] * 9223372036854775807) | length }}"), "[]0");
+  EXPECT_EQ(R("{{ (z | trim * 9223372036854775807 * 10) | length }}"), "0");
   EXPECT_NE(error_of("{{ 'a\\nb' | indent(9223372036854775807) }}").find("limit"),
             std::string::npos);
   EXPECT_EQ(R("{{ 'a\\nb' | indent(1500) }}"), "a\n" + std::string(1500, ' ') + "b");

@@ -594,6 +594,9 @@ Value repeat(const Value& seq, std::int64_t n) {
   std::size_t unit = seq.kind == Kind::Str ? seq.s.size() : seq.list->items.size();
   if (__builtin_mul_overflow(unit, static_cast<std::size_t>(n), &total)) check_size(SIZE_MAX);
   check_size(total);
+  // An empty sequence repeated is empty at once: '' * 2^63 must not loop 2^63 times (found by
+  // fuzz_chat_template: the output cap never tripped, the render ran for ever).
+  if (unit == 0) n = 0;
   if (seq.kind == Kind::Str) {
     std::string out;
     for (std::int64_t k = 0; k < n; ++k) out += seq.s;
