@@ -129,23 +129,19 @@ at::ScalarType thinker_dtype(const std::string& text, const at::Device& device) 
 // claims. The last layer's tensors stand for the layer count. load_module checks every shape later.
 using ShapeClaims = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 void check_sizes_against_weights(const Checkpoint& ck, const std::string& tower,
                                  const ShapeClaims& claims) {
   for (const auto& [name, shape] : claims) {
     if (!ck.contains(name))
       throw InputError(ck.dir() + ": the " + tower + " config's sizes need a tensor " + name +
-                       " of shape " + shape_str(shape) + ", which the checkpoint does not have");
+                       " of shape " + c10::str(at::IntArrayRef(shape)) +
+                       ", which the checkpoint does not have");
     const TensorInfo info = ck.info(name);
     if (info.shape != shape)
       throw InputError(ck.dir() + ": the " + tower + " config's sizes need " + info.hub_name +
-                       " to be " + shape_str(shape) + ", the checkpoint's is " +
-                       shape_str(info.shape) + " (config.json does not match the weights)");
+                       " to be " + c10::str(at::IntArrayRef(shape)) + ", the checkpoint's is " +
+                       c10::str(at::IntArrayRef(info.shape)) +
+                       " (config.json does not match the weights)");
   }
 }
 
