@@ -22,7 +22,7 @@ printf '{"file": "a.mp4", "question": "what?"}\r\n\n  \n{"file": 3}\nnot json\n[
 
 # Chat templates: each template with one of its conversations (TEMPLATE \0 JSON).
 python3 - "$out/fuzz_chat_template" <<'PY'
-import json, pathlib, sys
+import json, pathlib, re, sys
 out = pathlib.Path(sys.argv[1])
 d = json.load(open("tests/fixtures/text/chat_template_cases.json"))
 tdir = pathlib.Path("tests/fixtures/text/chat_templates")
@@ -43,6 +43,91 @@ snippets = [
 ]
 for i, s in enumerate(snippets):
     (out / f"snippet_{i}").write_bytes(s.encode() + b"\0" + b'[{"role": "user", "content": "hi"}]')
+# A tour of the language: every statement, method, filter, test and global at least once, with
+# the argument forms that take their own paths. Mutation alone had not reached about a tenth of
+# the interpreter after 6 hours (whole methods such as splitlines and dict.get, {% set %} blocks,
+# break/continue), because a random insertion rarely makes a valid call; from these it varies
+# the calls instead. Errors are fine: the seeds are inputs, not expected outputs.
+tour = [
+    "{% for m in messages %}{% if loop.index > 2 %}{% break %}{% endif %}{% if m.role == 'system' %}"
+    "{% continue %}{% endif %}{{ loop.cycle('a', 'b') }}{{ loop.previtem is defined }}"
+    "{{ loop.nextitem is undefined }}{{ loop.length }}{{ loop.revindex }}{{ loop.revindex0 }}"
+    "{{ loop.first }}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}",
+    "{% set x %}{{ messages[0].role }}{% endset %}{{ x }}{% set y | upper | trim %} a {% endset %}{{ y }}",
+    "{% set a, b = [1, 2] %}{% set ns = namespace(a=1, l=[]) %}{% set ns.a = ns.a + b %}{{ ns.a }}"
+    "{% set ns2 = namespace({'k': 1}, z=2) %}{{ ns2.k }}{% set ns._x = 1 %}",
+    "{% macro f(a, b=2) %}[{{ a }}{{ b }}{{ varargs }}{{ kwargs }}]{% endmacro %}{{ f(1) }}{{ f(1, 2, 3) }}",
+    "{% if n < 0 %}neg{% elif n %}pos{% else %}zero{% endif %}{% if x > 9 %}{% elif not x %}{% endif %}",
+    "{% for k, v in d.items() if v %}{{ k }}={{ v }}{% else %}none{% endfor %}"
+    "{% for x in [] %}{% else %}empty{% endfor %}{% for a in [[1, 2], [3]] %}{% for b in a %}"
+    "{{ loop.depth }}{{ b }}{% endfor %}{% endfor %}",
+    "{{ range(5) | list }}{{ range(1, 10, 3) | list }}{{ range(10, 0, -2) | list }}"
+    "{{ range(0, 10, 0) }}{{ range(2 ** 40) | length }}{{ range('a') }}",
+    "{{ dict(a=1) }}{{ dict({'a': 1}, b=2) }}{{ dict([('a', 1), ['b', 2]]) }}{{ dict([(1, 2, 3)]) }}"
+    "{{ strftime_now('%Y-%m-%d') }}{{ strftime_now() }}{{ raise_exception('stop') if n > 99 }}",
+    "{% set t = 'a,b,,c d' %}{{ t.split(',') }}{{ t.split(',', 1) }}{{ t.rsplit(',', 1) }}"
+    "{{ t.split(none, 1) }}{{ t.rsplit(none, 1) }}{{ t.split('') }}{{ s.splitlines() }}"
+    "{{ s.splitlines(true) }}{{ s.splitlines(keepends=false) }}",
+    "{% set t = 'a,b,,c' %}{{ t.replace(',', ';') }}{{ t.replace(',', ';', 2) }}{{ t.replace('', '-', 3) }}"
+    "{{ t.replace('', '-') }}{{ t.count(',') }}{{ t.count('') }}{{ t.find('b') }}{{ t.rfind(',') }}"
+    "{{ t.index('b') }}{{ t.rindex(',') }}{{ t.index('z') }}{{ t.find('é') }}",
+    "{{ 'abc'.removeprefix('a') }}{{ 'abc'.removesuffix('c') }}{{ 'abc'.removeprefix() }}"
+    "{{ 'abc'.startswith(('x', 'a')) }}{{ 'abc'.endswith(('c',)) }}{{ 'abc'.startswith('b', 1) }}"
+    "{{ 'abc'.endswith('b', 0, 2) }}{{ 'abc'.startswith(1) }}",
+    "{{ ' \t'.isspace() }}{{ '12'.isdigit() }}{{ 'ab'.isalpha() }}{{ 'a1'.isalnum() }}{{ 'AB'.isupper() }}"
+    "{{ 'ab'.islower() }}{{ 'é'.isdigit() }}{{ ''.isspace() }}{{ '1a'.isupper() }}",
+    "{{ 'ab cd'.title() }}{{ 'aB'.capitalize() }}{{ ', '.join(['a', 'b']) }}{{ ','.join([1]) }}"
+    "{{ 'a'.upper() }}{{ 'A'.lower() }}{{ ' a '.strip() }}{{ 'xax'.strip('x') }}{{ 'xa'.lstrip('x') }}"
+    "{{ 'ax'.rstrip('x') }}{{ 'a'.zfill(3) }}{{ 'a'.center(5) }}",
+    "{{ d.get('b') }}{{ d.get('zz', 5) }}{{ d.get() }}{{ d.items() | list }}{{ d.keys() | list }}"
+    "{{ d.values() | list }}{{ d.copy() }}{{ d.update(a=1) }}{{ d.pop('a') }}{{ d.zz }}{{ d['zz'] }}",
+    "{{ l.index(2) }}{{ l.count(3) }}{{ l.index(99) }}{{ l.append(1) }}{{ l.count() }}{{ l[1:] }}"
+    "{{ l[::-1] }}{{ l[-1] }}{{ (1, 2).index(2) }}{{ l.copy() }}",
+    "{{ messages | selectattr('role', 'eq', 'user') | list }}{{ messages | rejectattr('role') | list }}"
+    "{{ l | select('odd') | list }}{{ l | reject('none') | list }}{{ messages | map(attribute='role') | list }}"
+    "{{ messages | map(attribute='zz', default='x') | list }}{{ l | map('string') | join }}"
+    "{{ messages | map('upper') | list }}",
+    "{{ l | sort }}{{ l | sort(reverse=true) }}{{ messages | sort(attribute='role') }}{{ l | unique | list }}"
+    "{{ messages | unique(attribute='role') | list }}{{ l | min }}{{ l | max }}"
+    "{{ messages | min(attribute='role') }}{{ l | sum }}{{ l | sum(start=10) }}"
+    "{{ messages | sum(attribute='n') }}{{ l | reverse | list }}{{ 'abc' | reverse }}",
+    "{{ d | dictsort }}{{ d | dictsort(reverse=true) }}{{ d | items | list }}{{ d | tojson }}"
+    "{{ d | tojson(indent=2) }}{{ d | tojson(separators=(',', ':')) }}{{ d | tojson(sort_keys=true) }}"
+    "{{ d | length }}{{ d | count }}{{ d | list }}{{ d | first }}{{ d | string }}{{ d | attr('b') }}",
+    "{{ s | indent }}{{ s | indent(2, true) }}{{ s | indent(width='> ', first=true, blank=true) }}"
+    "{{ s | trim }}{{ 'xax' | trim('x') }}{{ w | title }}{{ w | capitalize }}{{ w | lower }}{{ w | upper }}"
+    "{{ s | replace('a', 'b', 1) }}{{ s | first }}{{ s | last }}{{ s | list }}{{ s | safe }}",
+    "{{ '42' | int }}{{ '0x1A' | int(0, 16) }}{{ '101' | int(base=2) }}{{ 'z' | int(7) }}{{ x | int }}"
+    "{{ 1e300 | int }}{{ '2.5' | float }}{{ 'nan' | float }}{{ n | abs }}{{ x | round }}"
+    "{{ x | round(1, 'floor') }}{{ x | round(1, 'ceil') }}{{ 2.675 | round(2) }}{{ n | string }}",
+    "{{ z | default('D') }}{{ '' | default('E', true) }}{{ zz | d('u') }}{{ l | join(', ') }}"
+    "{{ messages | join(', ', attribute='role') }}{{ l | last }}{{ l | first }}{{ l | length }}"
+    "{{ [] | first }}{{ [] | last }}{{ l | list | count }}{{ -n }}",
+    "{{ n is number }}{{ x is float }}{{ n is integer }}{{ t is boolean }}{{ t is true }}{{ f is false }}"
+    "{{ z is none }}{{ zz is defined }}{{ zz is undefined }}{{ s is string }}{{ d is mapping }}"
+    "{{ l is iterable }}{{ l is sequence }}{{ d.get is callable }}{{ w is lower }}{{ w is upper }}",
+    "{{ n is odd }}{{ n is even }}{{ n is divisibleby 3 }}{{ n is eq -3 }}{{ n is equalto 1 }}"
+    "{{ n is ne 1 }}{{ n is lt 1 }}{{ n is lessthan 1 }}{{ n is le 1 }}{{ n is gt 1 }}"
+    "{{ n is greaterthan 1 }}{{ n is ge 1 }}{{ 1 is in l }}{{ z is sameas none }}",
+    "{{ 7 // 2 }}{{ -7 // 2 }}{{ 7 % -3 }}{{ 2 ** -1 }}{{ 1 / 0 }}{{ 'a' ~ 1 ~ none }}{{ [1] + [2] }}"
+    "{{ (1, 2) == [1, 2] }}{{ (1, 2) < (1, 3) }}{{ d == {'b': 1} }}{{ 'a' in d }}{{ 1 not in l }}"
+    "{{ l * 2 }}{{ -x }}{{ not t }}{{ t and f or n }}{{ x if t else n }}{{ {1: 2, (1,): 3} }}",
+]
+def calls(t):
+    """One seed per {{ call }} of a template made only of them (after an optional {% set %})."""
+    m = re.match(r"(\{% set [^%]*%\})(.*)$", t, re.S)
+    pre, rest = (m.group(1), m.group(2)) if m else ("", t)
+    return [t] if "{%" in rest else [pre + e for e in re.findall(r"\{\{.*?\}\}", rest)]
+conv = json.dumps({"messages": [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                                {"role": "assistant", "content": "yo", "n": -2}],
+                   "n": -3, "x": 2.5, "s": "Hé a\nb\r\nc\u2028d", "w": "ab Cd\n ef\r\ngh",
+                   "t": True, "f": False,
+                   "z": None, "l": [3, -1, 2], "d": {"b": 1, "a": [1, 2], "k": "v"}},
+                  ensure_ascii=False).encode()
+for i, t in enumerate(tour):
+    for j, s in enumerate(calls(t)):
+        (out / f"tour_{i}_{j}").write_bytes(s.encode() + b"\0" + conv)
 PY
 
 # Tokenizers: TOKENIZER.JSON \0 TOKENIZER_CONFIG.JSON \0 TEXT.
