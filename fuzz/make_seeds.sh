@@ -139,6 +139,50 @@ done
 for f in tests/fixtures/text/gpt2_tokenizer.json tests/fixtures/text/qwen2_tokenizer.json; do
   { cat "$f"; printf '\0\0%b' "$text"; } >"$out/fuzz_tokenizer/$(basename "$f" .json)"
 done
+# A tour of the tokenizer.json and tokenizer_config.json features, one change each to the small
+# GPT-2 fixture: a random edit of a whole file rarely turns one enum or key into another, and 6
+# fuzzing hours had not reached the other normalizers, the Split behaviours or the config's
+# special-token maps.
+python3 - "$out/fuzz_tokenizer" "$text" <<'PY'
+import copy, json, pathlib, sys
+out, text = pathlib.Path(sys.argv[1]), sys.argv[2].replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
+base = json.load(open("tests/fixtures/text/gpt2_tokenizer.json"))
+split = {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Isolated", "invert": False}
+def tok(**changes):
+    t = copy.deepcopy(base)
+    for k, v in changes.items():
+        if k.startswith("model_"): t["model"][k[6:]] = v
+        else: t[k] = v
+    return t
+variants = {f"norm_{n}": tok(normalizer={"type": n}) for n in ("NFC", "NFD", "NFKC", "NFKD", "Lowercase")}
+variants["norm_sequence"] = tok(normalizer={"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "NFC"}]})
+for b in ("Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous", "Other"):
+    for inv in (False, True):
+        variants[f"split_{b}_{inv}"] = tok(pre_tokenizer={"type": "Sequence", "pretokenizers": [
+            dict(split, behavior=b, invert=inv), base["pre_tokenizer"]]})
+variants["split_string"] = tok(pre_tokenizer={"type": "Sequence", "pretokenizers": [
+    dict(split, pattern={"String": "o"}), base["pre_tokenizer"]]})
+variants["split_bad_regex"] = tok(pre_tokenizer=dict(split, pattern={"Regex": "(?<=a+)b["}))
+variants["unk_in_vocab"] = tok(model_unk_token="<|endoftext|>")
+variants["unk_missing"] = tok(model_unk_token="<unk>")
+variants["dropout"] = tok(model_dropout=0.1)
+variants["subword_prefix"] = tok(model_continuing_subword_prefix="##")
+variants["ignore_merges"] = tok(model_ignore_merges=True)
+variants["byte_fallback"] = tok(model_byte_fallback=True)
+cfg = {"": None, "extra_map": {"extra_special_tokens": {"image_token": "<|endoftext|>"}},
+       "extra_list": {"extra_special_tokens": ["<|endoftext|>"], "model_max_length": 512.0},
+       "model_specific": {"model_specific_special_tokens": {"audio_token": "<|endoftext|>"},
+                          "model_max_length": 1e30, "split_special_tokens": True},
+       "bad_types": {"add_prefix_space": "yes", "model_max_length": "x", "add_bos_token": True},
+       "decoder_map": {"added_tokens_decoder": {"0": {"content": "<|endoftext|>", "special": True},
+                                                "x": {"content": "a"}}, "eos_token": "<|endoftext|>",
+                       "pad_token": {"content": "<|endoftext|>"}, "bos_token": None}}
+for name, t in variants.items():
+    (out / f"tour_{name}").write_bytes(json.dumps(t).encode() + b"\0\0" + text.encode())
+for name, c in cfg.items():
+    if c is not None:
+        (out / f"tour_cfg_{name}").write_bytes(json.dumps(base).encode() + b"\0" + json.dumps(c).encode() + b"\0" + text.encode())
+PY
 
 # Processor configs: PREPROCESSOR_CONFIG.JSON \0 height, width, frames, samples (uint32 LE): the
 # real Qwen2.5-Omni file of the e2e fixture, a transformers 5 image + video processor file, a PIL
