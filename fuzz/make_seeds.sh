@@ -14,6 +14,34 @@ done
 for f in examples/graphs/*.yaml tests/core/data/*.yaml tests/consumer/scale.yaml; do
   cp "$f" "$out/fuzz_graph_yaml/$(basename "$f")"
 done
+# A tour of the graph checks that a random edit rarely reaches (none had made a cycle, a port type
+# mismatch or a capacity below 1 after 3 fuzzing hours): one small graph each.
+python3 - "$out/fuzz_graph_yaml" <<'PY'
+import pathlib, sys
+out = pathlib.Path(sys.argv[1])
+two = "graph:\n  nodes:\n    - {name: a, type: PassThrough}\n    - {name: b, type: PassThrough}\n"
+tour = {
+    "cycle": two + "  edges:\n    - {from: a.out, to: b.in}\n    - {from: b.out, to: a.in}\n",
+    "self_loop": two + "  edges:\n    - {from: a.out, to: a.in}\n",
+    "capacity_0": two + "  edges:\n    - {from: a.out, to: b.in, capacity: 0, overflow: drop_oldest}\n",
+    "capacity_huge": two + "  edges:\n    - {from: a.out, to: b.in, capacity: 99999999999999999999}\n",
+    "overflow_bad": two + "  edges:\n    - {from: a.out, to: b.in, overflow: [block]}\n",
+    "port_types": "graph:\n  nodes:\n    - {name: m, type: ManifestSource, params: {path: x}}\n"
+                  "    - {name: c, type: CountingSource}\n    - {name: z, type: Zip, params: {require_all: true}}\n"
+                  "    - {name: w, type: RecordWriter, params: {path: '-'}}\n"
+                  "  edges:\n    - {from: c.out, to: w.in}\n    - {from: m.out, to: z.in0}\n"
+                  "    - {from: c.out, to: z.in1}\n  outputs: [z.out]\n",
+    "params": "graph:\n  nodes:\n    - {name: c, type: CountingSource, params: {count: '12', start: -3, step: 2.5,"
+              " interval_us: [1, 2], burst: {a: 1}, skip_every: ~}}\n"
+              "    - {name: p, type: PassThrough, params: {sleep_us: abc, nope: 1}}\n"
+              "    - {name: z, type: Zip, params: {require_all: yes}}\n",
+    "names": "graph:\n  name: [n]\n  nodes:\n    - {name: a.b, type: PassThrough}\n    - {name: a, type: PassThrough}\n"
+             "    - {name: a, type: PassThrough}\n    - {type: PassThrough}\n    - {name: s, type: sub.yaml}\n"
+             "  inputs: [a.in, q.in]\n  outputs: [a.out, a.nope]\n",
+}
+for name, text in tour.items():
+    (out / f"tour_{name}.yaml").write_text(text)
+PY
 
 # Manifests.
 cp tests/dist/data/manifest.jsonl "$out/fuzz_manifest/"
