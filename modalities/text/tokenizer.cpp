@@ -6,11 +6,12 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <queue>
 #include <sstream>
 #include <unordered_map>
@@ -53,12 +54,15 @@ class Regex {
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
 
-  // All non-overlapping matches in s as [start, end) byte ranges (s is valid UTF-8).
+  // All non-overlapping matches in s as [start, end) byte ranges (s is valid UTF-8), empty ones
+  // included, as Oniguruma's find_iter gives them to Hugging Face tokenizers: an empty match
+  // right where the previous match ended is skipped (the search moves on one code point).
   void find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>& out) const {
     out.clear();
     pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
     size_t pos = 0;
+    std::optional<size_t> last_end;
     while (pos <= s.size()) {
       const int rc =
           jit_ ? pcre2_jit_match(code_, subject, s.size(), pos, 0, md, nullptr)
@@ -69,15 +73,16 @@ class Regex {
         throw InputError("tokenizer regex match failed with PCRE2 error " + std::to_string(rc));
       }
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      if (ov[1] == ov[0]) {  // empty match: skip one code point
-        if (ov[0] >= s.size()) break;
+      if (ov[1] == ov[0] && last_end == ov[1]) {
+        if (pos >= s.size()) break;
         int len = 1;
-        text::decode_utf8(s, ov[0], len);
-        pos = ov[0] + len;
+        text::decode_utf8(s, pos, len);
+        pos += len;
         continue;
       }
       out.emplace_back(ov[0], ov[1]);
       pos = ov[1];
+      last_end = ov[1];
     }
     pcre2_match_data_free(md);
   }
@@ -153,7 +158,9 @@ void split_pieces(std::string_view s, const Regex& re, SplitBehavior behavior, b
         break;
     }
   }
-  for (auto [a, b] : res) out.emplace_back(s.substr(a, b - a));
+  for (auto [a, b] : res) {
+    if (b > a) out.emplace_back(s.substr(a, b - a));  // empty matches leave empty pieces
+  }
 }
 
 // Ids are stored densely up to a bound proportional to the number of tokens the file defines, and
@@ -399,8 +406,14 @@ void Tokenizer::Impl::load_pre_tokenizer(const json& p, int depth) {
     if (pat.contains("Regex") && pat["Regex"].is_string()) {
       s.regex = std::make_shared<Regex>(pat["Regex"].get<std::string>(), origin);
     } else if (pat.contains("String") && pat["String"].is_string()) {
-      // A literal: quote it for PCRE2.
-      s.regex = std::make_shared<Regex>("\\Q" + pat["String"].get<std::string>() + "\\E", origin);
+      // A literal: every character that PCRE2 reads specially is escaped (\Q...\E would end
+      // early at a "\E" in the string).
+      std::string lit;
+      for (char c : pat["String"].get<std::string>()) {
+        if (std::strchr("\\^$.|?*+()[]{}", c) && c != '\0') lit += '\\';
+        lit += c;
+      }
+      s.regex = std::make_shared<Regex>(lit, origin);
     } else {
       fail("Split pattern must be {\"Regex\": ...} or {\"String\": ...}: " + text::json_brief(pat));
     }
@@ -493,9 +506,16 @@ void Tokenizer::Impl::split_added(std::string_view s, bool normalized,
                                   std::vector<std::pair<std::string, int64_t>>& out) const {
   size_t start_offset = 0;  // end of the previous accepted match
   size_t pos = 0;
-  auto word_char = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-           static_cast<unsigned char>(c) >= 0x80;
+  // single_word: the code points either side must not be word characters (regex \w).
+  auto word_before = [&](size_t i) {
+    size_t p = i - 1;
+    while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+    int len = 0;
+    return text::is_word_char(text::decode_utf8(s, p, len));
+  };
+  auto word_at = [&](size_t i) {
+    int len = 0;
+    return text::is_word_char(text::decode_utf8(s, i, len));
   };
   auto flush = [&](size_t a, size_t b) {
     if (b > a) out.emplace_back(std::string(s.substr(a, b - a)), -1);
@@ -517,8 +537,8 @@ void Tokenizer::Impl::split_added(std::string_view s, bool normalized,
     size_t a = at, b = at + best->content.size();
     pos = b;
     if (best->single_word) {
-      const bool start_ok = a == 0 || !word_char(s[a - 1]);
-      const bool stop_ok = b == s.size() || !word_char(s[b]);
+      const bool start_ok = a == 0 || !word_before(a);
+      const bool stop_ok = b == s.size() || !word_at(b);
       if (!start_ok || !stop_ok) continue;
     }
     if (best->lstrip) {

@@ -30,9 +30,12 @@ class TextTokenizer {
 // Byte-level BPE from a Hugging Face tokenizer.json. Supported: model BPE (vocab; merges as "a b"
 // strings or [a, b] lists; unk_token, fuse_unk, ignore_merges), added tokens (special,
 // lstrip/rstrip, single_word, normalized), normalizers NFC/NFD/NFKC/NFKD (and Sequence of them),
-// pre-tokenizers ByteLevel (add_prefix_space, use_regex) and Split(Regex, any behavior, invert)
-// alone or in a Sequence, decoder ByteLevel. The post-processor is not applied (ByteLevel is a
-// no-op for ids; templates that add BOS/EOS are rejected so no one gets silently different ids).
+// pre-tokenizers ByteLevel (add_prefix_space, use_regex) and Split(Regex or String, any behavior,
+// invert) alone or in a Sequence, decoder ByteLevel. Regexes run on PCRE2 where Hugging Face uses
+// Oniguruma: the same matches for the patterns models ship (Unicode classes, lookarounds), and
+// empty matches split as Oniguruma's do (every code point between them its own piece). The
+// post-processor is not applied (ByteLevel is a no-op for ids; templates that add BOS/EOS are
+// rejected so no one gets silently different ids).
 // encode() is thread-safe (the word cache is locked).
 // Limits: the file is at most 256 MiB (checked before reading), ids at most 2^31-1 and stored so
 // that memory follows the number of tokens listed, not the largest id claimed (ids may have

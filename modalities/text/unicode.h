@@ -21,6 +21,11 @@ char32_t decode_utf8(std::string_view s, size_t i, int& len);
 void append_utf8(std::string& out, char32_t cp);
 // Unicode White_Space (Rust's char::is_whitespace).
 bool is_unicode_whitespace(char32_t cp);
+// A word character as Unicode regexes define \w (UTS #18: Alphabetic, marks, decimal digits,
+// connector punctuation, joiners), which Hugging Face tokenizers' single_word tokens test their
+// neighbours with. From utf8proc's general categories (Unicode 15) plus the Other_Alphabetic
+// symbols (circled and squared Latin letters).
+bool is_word_char(char32_t cp);
 
 enum class NormalForm { kNFC, kNFD, kNFKC, kNFKD };
 // Normalises valid UTF-8 text (utf8proc); ASCII input is returned unchanged without a round trip.

@@ -52,6 +52,48 @@ void check_parity(const std::string& name) {
 TEST(TokenizerParity, Qwen2Style) { check_parity("qwen2"); }
 TEST(TokenizerParity, Gpt2Style) { check_parity("gpt2"); }
 
+// One change each to the GPT-2 fixture (scripts/fixtures/make_tokenizer_variants_fixture.py):
+// every Split behaviour over patterns with empty matches and String patterns holding regex
+// syntax, and added tokens with single_word, lstrip/rstrip and normalized.
+TEST(TokenizerParity, Gpt2Variants) {
+  const auto fx = read_json(kDir + "tokenizer_variants_cases.json");
+  const auto base = read_json(kDir + fx["base"].get<std::string>());
+  const auto& texts = fx["split_texts"];
+  int checked = 0;
+  for (const auto& v : fx["variants"]) {
+    nlohmann::json t = base;
+    std::string name;
+    if (v.contains("split")) {
+      t["pre_tokenizer"] = {
+          {"type", "Sequence"},
+          {"pretokenizers", nlohmann::json::array({v["split"], fx["split_then"]})}};
+      name = v["split"].dump();
+    } else {
+      name = v["name"].get<std::string>();
+      if (v.contains("normalizer")) t["normalizer"] = v["normalizer"];
+      if (v.contains("token_flags")) t["added_tokens"][0].update(v["token_flags"]);
+    }
+    const auto tok = Tokenizer::from_json(t.dump(), name);
+    tok->set_replace_invalid_utf8(true);
+    const bool split = v.contains("split");
+    const auto& list = split ? v["results"] : v["cases"];
+    for (size_t i = 0; i < list.size(); ++i) {
+      const auto& c = list[i];
+      const std::string text = split ? texts[i].get<std::string>() : c["text"].get<std::string>();
+      const auto expected = c["ids"].get<std::vector<int64_t>>();
+      const auto ids = tok->encode(text);
+      EXPECT_EQ(ids, expected) << name << ": '" << text << "'\n  got      " << show(ids)
+                               << "\n  expected " << show(expected);
+      if (split) {
+        EXPECT_EQ(tok->pre_tokenize(text), c["pieces"].get<std::vector<std::string>>())
+            << name << ": '" << text << "'";
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 356);
+}
+
 TEST(Tokenizer, PreTokenizeSplitsLikeQwen2) {
   const auto tok = Tokenizer::from_file(kDir + "qwen2_tokenizer.json");
   const auto p = tok->pre_tokenize("Hello world's 123");
