@@ -213,6 +213,13 @@ TEST(Jinja, ErrorsNameLineAndColumn) {
   EXPECT_NE(e.find("outside of a for loop"), std::string::npos) << e;
   e = error_of("{{ unclosed");
   EXPECT_NE(e.find("line 1:"), std::string::npos) << e;
+  for (const char* t :
+       {"{% set true = 1 %}", "{% set None = 1 %}", "{% for 1 in [2] %}{% endfor %}"}) {
+    e = error_of(t);
+    EXPECT_NE(e.find("can't assign to a constant"), std::string::npos) << t << ": " << e;
+  }
+  e = error_of("{% set (a, 1) = [1, 2] %}");
+  EXPECT_NE(e.find("line 1:8: can't assign to this expression"), std::string::npos) << e;
 }
 
 TEST(Jinja, RaiseExceptionCarriesTheTemplatesMessage) {

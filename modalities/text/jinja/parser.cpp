@@ -195,7 +195,7 @@ class Parser {
   NodeP parse_for() {
     const Token& at = next();
     NodeP n = node(NK::For, at);
-    n->kids.push_back(parse_assign_target(true, false, {"in"}, false));
+    n->kids.push_back(parse_assign_target({"in"}, false));
     if (!skip_name("in")) fail_here("expected 'in', got '" + describe(cur()) + "'");
     n->kids.push_back(parse_tuple(false, false, {"recursive"}, false, false));
     NodeP cond;
@@ -241,7 +241,7 @@ class Parser {
 
   NodeP parse_set() {
     const Token& at = next();
-    NodeP target = parse_assign_target(true, false, {}, true);
+    NodeP target = parse_assign_target({}, true);
     if (skip_op("=")) {
       NodeP n = node(NK::Set, at);
       n->kids.push_back(std::move(target));
@@ -285,29 +285,18 @@ class Parser {
     return n;
   }
 
-  NodeP parse_assign_target(bool with_tuple, bool name_only, const std::set<std::string>& extra_end,
-                            bool with_namespace) {
+  // The target of {% for %} and {% set %}: a name, a namespace attribute (set only) or a tuple
+  // of names.
+  NodeP parse_assign_target(const std::set<std::string>& extra_end, bool with_namespace) {
     const Token& at = cur();
-    NodeP target;
-    if (name_only) {
-      target = node(NK::Name, at);
-      target->name = expect_name();
-    } else if (with_tuple) {
-      target = parse_tuple(true, true, extra_end, false, with_namespace);
-    } else {
-      target = parse_primary(with_namespace);
-    }
-    auto assignable = [](const Node& x) { return x.kind == NK::Name || x.kind == NK::NsRef; };
-    bool ok = assignable(*target);
+    NodeP target = parse_tuple(true, true, extra_end, false, with_namespace);
+    if (target->kind == NK::Const) fail_at(at, "can't assign to a constant");
+    bool ok = target->kind == NK::Name || target->kind == NK::NsRef;
     if (target->kind == NK::TupleLit) {
       ok = true;
       for (auto& k : target->kids) ok = ok && k->kind == NK::Name;
     }
     if (!ok) fail_at(at, "can't assign to this expression");
-    if (target->kind == NK::Name &&
-        (target->name == "true" || target->name == "false" || target->name == "none")) {
-      fail_at(at, "can't assign to a constant");
-    }
     return target;
   }
 
