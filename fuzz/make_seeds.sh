@@ -140,12 +140,45 @@ tour = [
     "{{ 7 // 2 }}{{ -7 // 2 }}{{ 7 % -3 }}{{ 2 ** -1 }}{{ 1 / 0 }}{{ 'a' ~ 1 ~ none }}{{ [1] + [2] }}"
     "{{ (1, 2) == [1, 2] }}{{ (1, 2) < (1, 3) }}{{ d == {'b': 1} }}{{ 'a' in d }}{{ 1 not in l }}"
     "{{ l * 2 }}{{ -x }}{{ not t }}{{ t and f or n }}{{ x if t else n }}{{ {1: 2, (1,): 3} }}",
+    # What 6.5 fuzzing hours (the last half hour from the tour above) had still not reached
+    # (scripts/fuzz --coverage after the fifth campaign): slices past the ends, Markup arithmetic,
+    # str * int, complex powers, dotted attribute paths, tojson of keys and non-finite numbers,
+    # equal containers, `in` over a generator, the generation tag, names read before their
+    # assignment in a scope, the parser's nesting limits and end-of-template errors.
+    "{{ 5[1:] }}{{ l[-10:] }}{{ l[-10::-1] }}{{ l[:10] }}{{ l[10::-1] }}{{ s[-2:] }}{{ d.items()[0] }}"
+    "{{ d.keys()[1:] }}",
+    "{{ ('<a>'|safe) + '<b>' }}{{ '&\"\\'>' + ('x'|safe) }}{{ ('a'|safe) - 1 }}{{ ('a'|safe) ~ '<' }}"
+    "{{ ('a'|safe)|safe }}{{ ('a'|safe)|string }}{{ ('a'|safe)|upper }}{{ ('a'|safe)|length }}",
+    "{{ 3 * 'ab' }}{{ 2 * [1] }}{{ true * 'x' }}{{ (-8) ** 0.5 }}{{ 0.0 ** -1 }}{{ 2 ** 0.5 }}"
+    "{{ 'abc'.startswith(('x', 'y')) }}{{ 'abc'.endswith(()) }}",
+    "{{ messages | map(attribute='content.0.type') | list }}{{ messages | map(attribute='zz.0') | list }}"
+    "{{ '1_000' | int }}{{ '_1' | int }}{{ d | tojson(indent='\\t') }}{{ d | tojson(indent=[]) }}",
+    "{{ 1 is sameas none }}{{ 1 is sameas 1 }}{{ zz is sameas 1 }}",
+    "{{ " + "(" * 300 + "1" + ")" * 300 + " }}",
+    "{{ d" + ".a" * 300 + " }}", "{{ 1" + " + 1" * 300 + " }}", "{{ s" + " | trim" * 300 + " }}",
+    "{{ x {{ y }}", "{% set y = 5 %}{% for x in l %}{{ y }}{% set y = x %}{% endfor %}",
+    "{% set true = 1 %}", "{% set (a, 1) = [1, 2] %}", "{% for 1 in l %}{% endfor %}", "{% if true %}",
+    "{{ 1 +", "{% for %}", "{{ {% }}", "{% endif %}", "{% set x %}",
+    "{% for m in messages %}{% generation %}{{ m.role }}{% set q = 1 %}{{ q }}{% endgeneration %}"
+    "{{ q }}{% endfor %}",
+    "{% macro m() %}[{{ a }}]{% set a = 2 %}{% endmacro %}{% set a = 1 %}{{ m() }}",
+    "{% for x in l %}{{ y }}{% set y = x %}{{ y }}{% endfor %}",
+    "{{ {1: 'a', 1: 'b'} }}{{ {1: 2, true: 3} }}{{ {none: 1} }}{{ {1.0: 1, 1: 2} }}{{ {[1]: 2} }}"
+    "{{ {2: 'a', true: 'b', none: 'c', 1.5: 'd'} | tojson }}{{ {(1,): 2} | tojson }}",
+    "{{ d.items() == d.items() }}{{ [1, 2] == [1, 3] }}{{ [1, 2] == [1, 2] }}{{ {'a': 1} == {'a': 1} }}"
+    "{{ {'a': 1} == {'b': 1} }}{{ range == range }}{{ range == dict }}{{ namespace() == namespace() }}",
+    "{{ 2 in l | map('int') }}{{ 9 in l | select }}{{ 'a' in d.keys() }}{{ 1 in d.values() }}",
+    "{{ '\U0001f642' | tojson(ensure_ascii=true) }}{{ s | tojson(ensure_ascii=true) }}"
+    "{{ ['nan' | float, 'inf' | float, '-inf' | float] | tojson }}{{ none | tojson }}",
+    "{% for m in messages %}{% set loop.x = 1 %}{% endfor %}",
+    "{% set ns = namespace(a=1) %}{% set ns.a = 2 %}{% set ns.b = 3 %}{{ ns.a }}{{ ns.b }}{{ ns }}",
 ]
 def calls(t):
     """One seed per {{ call }} of a template made only of them (after an optional {% set %})."""
     m = re.match(r"(\{% set [^%]*%\})(.*)$", t, re.S)
     pre, rest = (m.group(1), m.group(2)) if m else ("", t)
-    return [t] if "{%" in rest else [pre + e for e in re.findall(r"\{\{.*?\}\}", rest)]
+    found = [pre + e for e in re.findall(r"\{\{.*?\}\}", rest)]
+    return [t] if "{%" in rest or not found else found
 conv = json.dumps({"messages": [{"role": "system", "content": "Be brief."},
                                 {"role": "user", "content": [{"type": "text", "text": "hi"}]},
                                 {"role": "assistant", "content": "yo", "n": -2}],
@@ -156,6 +189,11 @@ conv = json.dumps({"messages": [{"role": "system", "content": "Be brief."},
 for i, t in enumerate(tour):
     for j, s in enumerate(calls(t)):
         (out / f"tour_{i}_{j}").write_bytes(s.encode() + b"\0" + conv)
+# Context integers beyond 64 bits, and at the edge.
+(out / "tour_ctx_big").write_bytes(b"{{ big }}\0" + json.dumps(
+    {"messages": [], "big": 2**64 - 1}).encode())
+(out / "tour_ctx_edge").write_bytes(b"{{ big }}{{ -small }}{{ small - 1 }}\0" + json.dumps(
+    {"messages": [], "big": 2**63 - 1, "small": -2**63}).encode())
 PY
 
 # Tokenizers: TOKENIZER.JSON \0 TOKENIZER_CONFIG.JSON \0 TEXT.
@@ -210,6 +248,57 @@ for name, t in variants.items():
 for name, c in cfg.items():
     if c is not None:
         (out / f"tour_cfg_{name}").write_bytes(json.dumps(base).encode() + b"\0" + json.dumps(c).encode() + b"\0" + text.encode())
+
+# What 3.7 fuzzing hours (the last 20 minutes from the tour above) had still not reached
+# (scripts/fuzz --coverage after the fifth campaign): text that is not UTF-8 after a
+# valid lead byte (each class of Unicode's Table 3-7), ids that decode to partial UTF-8 or to a
+# token outside the byte table, added tokens with lstrip/rstrip/single_word/normalized, a regex
+# with empty matches, consecutive Contiguous delimiters, the nesting limits, and config
+# values of the wrong type one at a time.
+def write(name, t, text, cfg=None):
+    tb = text if isinstance(text, bytes) else text.encode()
+    (out / f"tour_{name}").write_bytes(json.dumps(t).encode() + b"\0" + (json.dumps(cfg).encode() if cfg else b"") + b"\0" + tb)
+write("bad_utf8", base, b"a\xC3A \xE0\x80 \xED\xA0 \xE1A \xF0\x80 \xF4\x90 \xF1A \xC3")
+# The fuzz target also decodes ids read from the text, two bytes each (big-endian, minus 256).
+bytelevel = {}
+printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b]
+extra = iter(range(256, 512))
+for b in range(256):
+    bytelevel[b] = chr(b) if b in printable else chr(next(extra))
+def ids_text(ids):
+    return b"".join((i + 256).to_bytes(2, "big") for i in ids)
+hangul = tok()
+hangul["model"]["vocab"]["\ud55c"] = len(hangul["model"]["vocab"])
+partial = [base["model"]["vocab"][bytelevel[b]] for b in (0xC3, 0x41, 0xE0, 0x80, 0xF4, 0x90, 0xED)]
+write("decode_partial_utf8", hangul, ids_text(partial + [hangul["model"]["vocab"]["\ud55c"], 0]))
+for flags in ({"lstrip": True, "rstrip": True}, {"single_word": True}, {"normalized": True}):
+    t = tok(normalizer={"type": "NFKC"})
+    t["added_tokens"] = [dict(t["added_tokens"][0], **flags)]
+    write("added_" + "_".join(flags), t, "a \u3000<|endoftext|>\u2003\u00a0 b a<|endoftext|>b "
+          "\uff1c|endoftext|\uff1e \U0001f642<|endoftext|>")
+write("split_empty_matches", tok(pre_tokenizer=dict(split, pattern={"Regex": "x*"})), text)
+write("split_string_escapes", tok(pre_tokenizer=dict(split, pattern={"String": "\\E."})), "a\\E.b\\Ex")
+write("split_contiguous_runs", tok(pre_tokenizer=dict(split, pattern={"String": "l"},
+                                                      behavior="Contiguous")), "Hello llama")
+deep_norm, deep_pre = {"type": "NFC"}, dict(split)
+for _ in range(17):
+    deep_norm = {"type": "Sequence", "normalizers": [deep_norm]}
+    deep_pre = {"type": "Sequence", "pretokenizers": [deep_pre]}
+write("norm_too_deep", tok(normalizer=deep_norm), text)
+write("pre_too_deep", tok(pre_tokenizer=deep_pre), text)
+write("norm_sequence_no_list", tok(normalizer={"type": "Sequence"}), text)
+write("split_bad_pattern", tok(pre_tokenizer=dict(split, pattern={"Glob": "*"})), text)
+write("added_no_id", tok(added_tokens=[{"content": {"a": [1, {"b": [2]}]}, "id": list(range(40))}]), text)
+for name, c in {"flag_type": {"added_tokens_decoder": {"0": {"content": "<|endoftext|>", "special": "yes"}}},
+                "split_special_type": {"split_special_tokens": "yes"},
+                "max_length_type": {"model_max_length": "x"},
+                "added_id_gap": {"added_tokens_decoder": {"5000": {"content": "<new>"}}},
+                "added_next_id": {"added_tokens_decoder": {"700": {"content": "<new>", "lstrip": True}}},
+                "named_override": {"eos_token": "<|endoftext|>",
+                                   "model_specific_special_tokens": {"eos_token": "<|endoftext|>",
+                                                                     "video_token": "<v>"}},
+                "token_type": {"eos_token": [1, 2, {"x": "y" * 80}]}}.items():
+    write("cfg2_" + name, base, text, c)
 PY
 
 # Processor configs: PREPROCESSOR_CONFIG.JSON \0 height, width, frames, samples (uint32 LE): the
