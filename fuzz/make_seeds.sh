@@ -191,9 +191,9 @@ for i, t in enumerate(tour):
         (out / f"tour_{i}_{j}").write_bytes(s.encode() + b"\0" + conv)
 # Context integers beyond 64 bits, and at the edge.
 (out / "tour_ctx_big").write_bytes(b"{{ big }}\0" + json.dumps(
-    {"messages": [], "big": 2**64 - 1}).encode())
+    {"messages": [{"role": "user", "content": "hi"}], "big": 2**64 - 1}).encode())
 (out / "tour_ctx_edge").write_bytes(b"{{ big }}{{ -small }}{{ small - 1 }}\0" + json.dumps(
-    {"messages": [], "big": 2**63 - 1, "small": -2**63}).encode())
+    {"messages": [{"role": "user", "content": "hi"}], "big": 2**63 - 1, "small": -2**63}).encode())
 PY
 
 # Tokenizers: TOKENIZER.JSON \0 TOKENIZER_CONFIG.JSON \0 TEXT.
