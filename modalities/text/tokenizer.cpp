@@ -506,16 +506,15 @@ void Tokenizer::Impl::split_added(std::string_view s, bool normalized,
                                   std::vector<std::pair<std::string, int64_t>>& out) const {
   size_t start_offset = 0;  // end of the previous accepted match
   size_t pos = 0;
-  // single_word: the code points either side must not be word characters (regex \w).
-  auto word_before = [&](size_t i) {
-    size_t p = i - 1;
-    while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+  // The code point at byte i, and the start of the one before byte i (not before `floor`).
+  auto cp_at = [&](size_t i) {
     int len = 0;
-    return text::is_word_char(text::decode_utf8(s, p, len));
+    return text::decode_utf8(s, i, len);
   };
-  auto word_at = [&](size_t i) {
-    int len = 0;
-    return text::is_word_char(text::decode_utf8(s, i, len));
+  auto cp_start_before = [&](size_t i, size_t floor) {
+    size_t p = i - 1;
+    while (p > floor && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+    return p;
   };
   auto flush = [&](size_t a, size_t b) {
     if (b > a) out.emplace_back(std::string(s.substr(a, b - a)), -1);
@@ -537,18 +536,16 @@ void Tokenizer::Impl::split_added(std::string_view s, bool normalized,
     size_t a = at, b = at + best->content.size();
     pos = b;
     if (best->single_word) {
-      const bool start_ok = a == 0 || !word_before(a);
-      const bool stop_ok = b == s.size() || !word_at(b);
+      // The code points either side must not be word characters (regex \w).
+      const bool start_ok = a == 0 || !text::is_word_char(cp_at(cp_start_before(a, 0)));
+      const bool stop_ok = b == s.size() || !text::is_word_char(cp_at(b));
       if (!start_ok || !stop_ok) continue;
     }
     if (best->lstrip) {
       size_t na = a;
       while (na > start_offset) {
-        // Step back one code point.
-        size_t p = na - 1;
-        while (p > start_offset && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
-        int len = 0;
-        if (!text::is_unicode_whitespace(text::decode_utf8(s, p, len))) break;
+        const size_t p = cp_start_before(na, start_offset);
+        if (!text::is_unicode_whitespace(cp_at(p))) break;
         na = p;
       }
       a = na;
